@@ -1,0 +1,152 @@
+"""The ``brain2img`` command: ``fit | validate | test | predict`` on LightningCLI.
+
+Examples::
+
+    brain2img fit --config conf/quickstart.yaml                 # fit, then test (test_after_fit)
+    brain2img fit --config conf/quickstart.yaml --model.init_args.strength=0.7 --trainer.logger.init_args.name=s07
+    brain2img fit --config conf/quickstart.yaml --print_config   # the fully resolved config
+    brain2img predict --ckpt_path runs/quickstart/version_0/checkpoints/last.ckpt --output_dir preds/
+
+``predict``/``test``/``validate`` with only ``--ckpt_path`` rebuild model and data from the config stored inside the
+checkpoint; any ``--config`` or dotted override given after it still applies.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from brain2img.callbacks import AtomicCheckpointIO, PredictionWriter
+from brain2img.callbacks.config_in_checkpoint import CONFIG_KEY, ConfigInCheckpoint
+
+EVAL_SUBCOMMANDS = ("validate", "test", "predict")
+
+
+class Brain2ImgCLI(LightningCLI):
+    """LightningCLI with brain2img's defaults: any method x any datamodule chosen by ``class_path`` in YAML."""
+
+    def __init__(self, args: list[str] | None = None, run: bool = True, config_from_ckpt: bool = False,
+                 **kwargs: Any) -> None:
+        self._config_from_ckpt = config_from_ckpt
+        super().__init__(
+            model_class=None,
+            datamodule_class=None,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            parser_kwargs={"parser_mode": "omegaconf"},
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Link data shapes into the model and add brain2img's own options."""
+        parser.link_arguments("data.brain_shape", "model.init_args.brain_shape", apply_on="instantiate")
+        parser.add_argument("--test_after_fit", type=bool, default=True, help="fit: run test on the fitted model.")
+        parser.add_argument("--output_dir", type=str | None, default=None,
+                            help="predict: folder for PNGs, embeddings and manifest (default: <run dir>/predictions).")
+        parser.add_argument("--overwrite_predictions", type=bool, default=False,
+                            help="predict: allow writing into a folder that already holds predictions.")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning would overwrite the model config with the checkpoint's hyperparameters after the user's
+        overrides; when the checkpoint carries brain2img's full config it was already injected *before* them."""
+        if not self._config_from_ckpt:
+            super()._parse_ckpt_path()
+
+    def instantiate_trainer(self, **kwargs: Any):
+        """Add the atomic checkpoint plugin and the config-in-checkpoint callback."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        sub = self.config.get("subcommand")
+        if sub:
+            cfg = self.parser.dump(self.config[sub], format="yaml", skip_link_targets=False, skip_none=False)
+            trainer.callbacks.append(ConfigInCheckpoint(_checkpoint_config(yaml.safe_load(cfg))))
+        return trainer
+
+    def _check_checkpoint_shape(self) -> None:
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        if not ckpt_path:
+            return
+        if not Path(ckpt_path).is_file():
+            raise FileNotFoundError(f"--ckpt_path: checkpoint file not found: '{ckpt_path}'")
+        hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+        expected = tuple(hparams.get("brain_shape", ()))
+        given = tuple(getattr(self.datamodule, "brain_shape", ()))
+        if expected and given and expected != given:
+            raise ValueError(
+                f"checkpoint '{ckpt_path}' was trained on brain samples of shape {expected}, but the data "
+                f"({type(self.datamodule).__name__}) has shape {given}: the number of voxels/channels must match"
+            )
+
+    def before_validate(self) -> None:
+        """Check data against the checkpoint."""
+        self._check_checkpoint_shape()
+
+    def before_test(self) -> None:
+        """Check data against the checkpoint."""
+        self._check_checkpoint_shape()
+
+    def before_predict(self) -> None:
+        """Check data against the checkpoint and attach the prediction writer."""
+        self._check_checkpoint_shape()
+        cfg = self.config["predict"]
+        out = cfg.get("output_dir") or os.path.join(self.trainer.log_dir or self.trainer.default_root_dir, "predictions")
+        self.trainer.callbacks.append(PredictionWriter(out, overwrite=cfg.get("overwrite_predictions", False)))
+        print(f"brain2img: writing predictions to {out}", file=sys.stderr)
+
+    def after_fit(self) -> None:
+        """Test the fitted model unless ``--test_after_fit false``."""
+        if self.config["fit"].get("test_after_fit", True):
+            self.trainer.test(self.model, datamodule=self.datamodule)
+
+
+def _checkpoint_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config needed to rebuild model and data from a checkpoint."""
+    return {k: config[k] for k in ("seed_everything", "model", "data") if k in config}
+
+
+def _inject_checkpoint_config(argv: list[str]) -> tuple[list[str], bool]:
+    """For ``validate|test|predict --ckpt_path X`` without ``--config``, prepend the config stored in X."""
+    if not argv or argv[0] not in EVAL_SUBCOMMANDS or any(a in ("-c", "--config") or a.startswith("--config=")
+                                                          for a in argv):
+        return argv, False
+    ckpt = None
+    for i, arg in enumerate(argv):
+        if arg == "--ckpt_path" and i + 1 < len(argv):
+            ckpt = argv[i + 1]
+        elif arg.startswith("--ckpt_path="):
+            ckpt = arg.split("=", 1)[1]
+    if not ckpt:
+        return argv, False
+    if not Path(ckpt).is_file():
+        raise SystemExit(f"brain2img: --ckpt_path: checkpoint file not found: '{ckpt}'")
+    config = torch.load(ckpt, map_location="cpu", weights_only=True).get(CONFIG_KEY)
+    if not config:
+        return argv, False
+    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="brain2img-ckpt-config-", delete=False)
+    with handle:
+        yaml.safe_dump(config, handle)
+    return [argv[0], "--config", handle.name, *argv[1:]], True
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``brain2img`` console script."""
+    argv = list(sys.argv[1:] if args is None else args)
+    argv, from_ckpt = _inject_checkpoint_config(argv)
+    Brain2ImgCLI(argv, config_from_ckpt=from_ckpt)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` encoders (no Lightning, no I/O beyond loading local weights)."""

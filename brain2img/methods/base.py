@@ -1,0 +1,89 @@
+"""What every reconstruction method shares: input checks, test-time metrics, prediction outputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+
+from brain2img.data import schema
+from brain2img.metrics import ReconstructionMetrics
+
+
+class ReconstructionMethod(L.LightningModule):
+    """Base LightningModule for brain -> image methods.
+
+    Subclasses implement :meth:`embed` (a brain embedding for retrieval, plus the matching image embedding) and
+    :meth:`reconstruct` (images from brain data). This class checks inputs, runs the shared test metrics
+    (:class:`~brain2img.metrics.ReconstructionMetrics`, with bootstrap confidence intervals) and returns predictions
+    in the shape :class:`~brain2img.callbacks.PredictionWriter` writes.
+
+    Args:
+        brain_shape: shape of one brain sample, ``(n_voxels,)`` or ``(n_channels, n_times)``; linked from the
+            datamodule by the CLI and stored in checkpoints, so data of another shape is refused.
+        metrics: keyword arguments of :class:`~brain2img.metrics.ReconstructionMetrics`.
+        seed: seed of the sampling noise at test/predict time (same seed, same images).
+    """
+
+    def __init__(self, brain_shape: tuple[int, ...], metrics: dict[str, Any] | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.brain_shape = tuple(int(s) for s in brain_shape)
+        self.metric_kwargs = dict(metrics or {})
+        self.seed = seed
+        self.test_metrics: ReconstructionMetrics | None = None
+
+    # ------------------------------------------------------------------ to implement
+    def embed(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return ``(brain_embedding (B, D), image_embedding (B, D) or None)`` for retrieval."""
+        raise NotImplementedError
+
+    def reconstruct(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """Return reconstructions ``(B, 3, H, W)`` in ``[0, 1]``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared
+    def check_brain(self, brain: torch.Tensor) -> None:
+        """Refuse brain data of the wrong shape or with NaN/Inf values, with an error that says what was expected."""
+        if tuple(brain.shape[1:]) != self.brain_shape:
+            kind = "voxels" if len(self.brain_shape) == 1 else "(channels, times)"
+            raise ValueError(
+                f"{type(self).__name__} was built for brain samples of shape {self.brain_shape} ({kind}), "
+                f"but the data has shape {tuple(brain.shape[1:])}: use data with the same {kind} as the training data "
+                "(check data.* settings, e.g. subject, ROI mask or channel selection)"
+            )
+        if not torch.isfinite(brain).all():
+            bad = (~torch.isfinite(brain.reshape(len(brain), -1))).any(1).nonzero().flatten().tolist()
+            raise ValueError(f"brain data contains NaN or Inf values (batch rows {bad[:10]}); clean or mask them first")
+
+    def sampling_generator(self, batch: dict[str, torch.Tensor]) -> torch.Generator:
+        """A generator seeded by ``seed`` and the batch's first stimulus id: reproducible whatever the batch order."""
+        first = int(batch[schema.STIMULUS_ID][0]) if len(batch[schema.STIMULUS_ID]) else 0
+        return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + first)
+
+    def on_test_epoch_start(self) -> None:
+        """Create the metrics on the right device."""
+        self.test_metrics = ReconstructionMetrics(**self.metric_kwargs).to(self.device)
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Reconstruct, update the metrics and return images for the grid callback."""
+        self.check_brain(batch[schema.BRAIN])
+        brain_emb, image_emb = self.embed(batch)
+        recon = self.reconstruct(batch, self.sampling_generator(batch))
+        assert self.test_metrics is not None
+        self.test_metrics.update(batch[schema.IMAGE], recon, batch[schema.STIMULUS_ID], brain_emb, image_emb)
+        return {"image": batch[schema.IMAGE], "reconstruction": recon}
+
+    def on_test_epoch_end(self) -> None:
+        """Compute the metrics with bootstrap 95% confidence intervals and log them under ``test/``."""
+        assert self.test_metrics is not None
+        values = self.test_metrics.compute(with_ci=True)
+        self.log_dict({f"test/{k}": float(v) for k, v in values.items()}, sync_dist=False, rank_zero_only=False)
+        self.test_metrics = None
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict:
+        """Return reconstructions, brain embeddings and stimulus ids for :class:`PredictionWriter`."""
+        self.check_brain(batch[schema.BRAIN])
+        brain_emb, _ = self.embed(batch)
+        recon = self.reconstruct(batch, self.sampling_generator(batch))
+        return {"reconstruction": recon, "embedding": brain_emb, "stimulus_id": batch[schema.STIMULUS_ID]}
