@@ -71,7 +71,7 @@ class Brain2ImgCLI(LightningCLI):
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         sub = self.config.get("subcommand")
         if sub:
-            cfg = self.parser.dump(self.config[sub], format="yaml", skip_link_targets=False, skip_none=False)
+            cfg = self._parser(sub).dump(self.config[sub], format="yaml", skip_link_targets=False, skip_none=False)
             trainer.callbacks.append(ConfigInCheckpoint(_checkpoint_config(yaml.safe_load(cfg))))
         return trainer
 
@@ -144,8 +144,8 @@ def _inject_checkpoint_config(argv: list[str]) -> tuple[list[str], bool]:
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``brain2img`` console script."""
     argv = list(sys.argv[1:] if args is None else args)
-    argv, from_ckpt = _inject_checkpoint_config(argv)
-    Brain2ImgCLI(argv, config_from_ckpt=from_ckpt)
+    new_argv, from_ckpt = _inject_checkpoint_config(argv)
+    Brain2ImgCLI(new_argv if (from_ckpt or args is not None) else None, config_from_ckpt=from_ckpt)
 
 
 if __name__ == "__main__":

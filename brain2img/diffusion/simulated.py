@@ -32,18 +32,10 @@ def collect_stimulus_images(source: Any, splits: tuple[str, ...] = TRAIN_SPLITS)
     if isinstance(source, torch.Tensor | np.ndarray):
         return torch.as_tensor(source).float()
     if hasattr(source, "stimulus_images"):
-        parts = []
-        for split in splits:
-            images = source.stimulus_images(split)
-            if images is None or len(images) == 0:
-                continue
-            if not isinstance(images, torch.Tensor | np.ndarray):
-                raise TypeError(f"{type(source).__name__}.stimulus_images({split!r}) must return an (N, 3, H, W) "
-                                f"tensor or array, got {type(images).__name__}")
-            parts.append(torch.as_tensor(images).float())
-        if not parts:
+        images, _ = source.stimulus_images(list(splits))  # the datamodule interface: (images, stimulus ids)
+        if len(images) == 0:
             raise ValueError(f"{type(source).__name__}.stimulus_images gave no images for splits {splits}")
-        return torch.cat(parts)
+        return torch.as_tensor(images).float()
     if hasattr(source, "train_dataloader"):
         seen: dict[int, torch.Tensor] = {}
         for batch in source.train_dataloader():

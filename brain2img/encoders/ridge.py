@@ -75,12 +75,12 @@ class StreamingRidgeCV(nn.Module):
         self.fit_intercept, self.standardize = fit_intercept, standardize
         p, t, k = n_features, n_targets, n_folds
         self.register_buffer("alphas", torch.tensor(alphas, dtype=dt))
-        self.register_buffer("n", torch.zeros(k, dtype=torch.long))
-        self.register_buffer("sx", torch.zeros(k, p, dtype=dt))
-        self.register_buffer("sy", torch.zeros(k, t, dtype=dt))
-        self.register_buffer("xtx", torch.zeros(k, p, p, dtype=dt))
-        self.register_buffer("xty", torch.zeros(k, p, t, dtype=dt))
-        self.register_buffer("syy", torch.zeros(k, t, dtype=dt))
+        self.register_buffer("n", torch.zeros(k, dtype=torch.long), persistent=False)
+        self.register_buffer("sx", torch.zeros(k, p, dtype=dt), persistent=False)
+        self.register_buffer("sy", torch.zeros(k, t, dtype=dt), persistent=False)
+        self.register_buffer("xtx", torch.zeros(k, p, p, dtype=dt), persistent=False)
+        self.register_buffer("xty", torch.zeros(k, p, t, dtype=dt), persistent=False)
+        self.register_buffer("syy", torch.zeros(k, t, dtype=dt), persistent=False)
         self.register_buffer("coef_", torch.zeros(p, t, dtype=dt))
         self.register_buffer("intercept_", torch.zeros(t, dtype=dt))
         self.register_buffer("alpha_", torch.zeros(t, dtype=dt))
@@ -94,7 +94,10 @@ class StreamingRidgeCV(nn.Module):
         return bool(self.fitted_)
 
     def reset_stats(self) -> None:
-        """Zero the accumulated statistics (the fitted solution, if any, is kept)."""
+        """Zero the accumulated statistics (the fitted solution, if any, is kept).
+
+        The statistics are not saved in the state dict (only the solution is): checkpoints stay small.
+        """
         for name in _STATS:
             getattr(self, name).zero_()
 
