@@ -1,0 +1,83 @@
+"""The brain2img CLI: configs parse, fit -> checkpoint -> predict round trip in a new process, bad input errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from brain2img.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "conf").rglob("*.yaml"))
+
+
+def _tiny_args(tmp_path: Path, cache_dir: str) -> list[str]:
+    """Quick-start config shrunk: tiny random backbone, 40 stimuli, few steps."""
+    return [
+        "--config", str(ROOT / "conf" / "quickstart.yaml"),
+        "--model.init_args.backbone", json.dumps({"preset": "tiny"}),
+        "--model.init_args.num_inference_steps=2",
+        "--model.init_args.metrics", json.dumps({"n_way": 5, "num_trials": 5, "n_boot": 50}),
+        "--data.init_args.n_stimuli=40",
+        "--data.init_args.n_voxels=[60, 50]",
+        f"--data.init_args.cache_dir={cache_dir}",
+        f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}",
+    ]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT)) for p in CONFIGS])
+def test_every_config_is_valid_yaml(path):
+    assert isinstance(yaml.safe_load(path.read_text()), dict)
+
+
+def test_quickstart_config_parses(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(ROOT / "conf" / "quickstart.yaml"), "--print_config"])
+    assert exc.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["class_path"] == "brain2img.methods.OsakaMethod"
+    assert printed["model"]["init_args"]["strength"] == 0.8
+
+
+def test_unknown_config_key_is_named(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(ROOT / "conf" / "quickstart.yaml"), "--model.init_args.strenght=0.5"])
+    assert exc.value.code != 0
+    assert "strenght" in capsys.readouterr().err
+
+
+def test_fit_checkpoint_predict_round_trip(tmp_path, cache_dir):
+    main(["fit", *_tiny_args(tmp_path, cache_dir)])
+    run = next((tmp_path / "runs" / "quickstart").iterdir())
+    metrics = json.loads((run / "metrics_test.json").read_text())
+    assert {"two_way", "retrieval_brain_to_image", "pixcorr", "ssim", "nway_top1"} <= set(metrics)
+    assert (run / "test_reconstructions.png").is_file() and (run / "config.yaml").is_file()
+    ckpt = run / "checkpoints" / "last.ckpt"
+    out = tmp_path / "preds"
+    # a new process, the checkpoint alone (plus where the data cache is, to stay fast)
+    cmd = [sys.executable, "-m", "brain2img", "predict", "--ckpt_path", str(ckpt), "--output_dir", str(out),
+           f"--data.init_args.cache_dir={cache_dir}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["n_samples"] == len(manifest["samples"]) > 0
+    first = manifest["samples"][0]
+    assert (out / first["reconstruction"]).is_file() and (out / first["embedding"]).is_file()
+
+    # the same checkpoint with data of another voxel count: a clear error naming both shapes
+    bad = subprocess.run([*cmd[:-3], "--output_dir", str(tmp_path / "p2"), f"--data.init_args.cache_dir={cache_dir}",
+                          "--data.init_args.subject=1"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert bad.returncode != 0
+    assert "(60,)" in bad.stderr and "(50,)" in bad.stderr
+
+
+def test_missing_sd_weights_folder_is_named(tmp_path, cache_dir):
+    args = _tiny_args(tmp_path, cache_dir)
+    args[args.index("--model.init_args.backbone") + 1] = json.dumps({"preset": "sd", "path": str(tmp_path / "nope")})
+    with pytest.raises(FileNotFoundError, match="nope"):
+        main(["fit", *args])
