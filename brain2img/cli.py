@@ -102,7 +102,8 @@ class Brain2ImgCLI(LightningCLI):
         """Check data against the checkpoint and attach the prediction writer."""
         self._check_checkpoint_shape()
         cfg = self.config["predict"]
-        out = cfg.get("output_dir") or os.path.join(self.trainer.log_dir or self.trainer.default_root_dir, "predictions")
+        run_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        out = cfg.get("output_dir") or os.path.join(run_dir, "predictions")
         self.trainer.callbacks.append(PredictionWriter(out, overwrite=cfg.get("overwrite_predictions", False)))
         print(f"brain2img: writing predictions to {out}", file=sys.stderr)
 

@@ -79,5 +79,5 @@ def test_fit_checkpoint_predict_round_trip(tmp_path, cache_dir):
 def test_missing_sd_weights_folder_is_named(tmp_path, cache_dir):
     args = _tiny_args(tmp_path, cache_dir)
     args[args.index("--model.init_args.backbone") + 1] = json.dumps({"preset": "sd", "path": str(tmp_path / "nope")})
-    with pytest.raises(FileNotFoundError, match="nope"):
+    with pytest.raises((FileNotFoundError, ValueError), match="nope. not found: set model.backbone.path"):
         main(["fit", *args])

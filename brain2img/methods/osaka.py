@@ -67,7 +67,8 @@ class OsakaMethod(ReconstructionMethod):
         self.image_encoder = EfficientNetLite0Features(image_encoder_weights)
         self.targets = StimulusTargets(self.backbone, self.image_encoder)
         n_in = math.prod(self.brain_shape)
-        ridge = {"alphas": tuple(alphas), "n_folds": n_folds, "fit_intercept": fit_intercept, "standardize": standardize}
+        ridge = {"alphas": tuple(alphas), "n_folds": n_folds, "fit_intercept": fit_intercept,
+                 "standardize": standardize}
         self.ridge_z = StreamingRidgeCV(n_in, math.prod(self.backbone.latent_shape), **ridge)
         self.ridge_c = StreamingRidgeCV(n_in, self.backbone.condition_dim, **ridge)
 
