@@ -165,8 +165,12 @@ class _FakeDataModule:
     def __init__(self, images):
         self.images = images
 
-    def stimulus_images(self, split):
-        return {"train": self.images[:4], "val": self.images[4:], "test": None}[split]
+    def stimulus_images(self, splits):
+        """The datamodule interface: unique stimuli of the given splits and their ids (test is never asked for)."""
+        parts = {"train": self.images[:4], "val": self.images[4:]}
+        assert "test" not in splits
+        images = torch.cat([parts[s] for s in splits])
+        return images, torch.arange(len(images))
 
 
 class _FakeEncoder(torch.nn.Module):
