@@ -9,7 +9,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
 from brain2img.callbacks.metrics_file import run_dir
@@ -65,13 +64,13 @@ class ReconstructionGrid(L.Callback):
         self._gt.append(outputs["image"][:take].detach().cpu())
         self._rec.append(outputs["reconstruction"][:take].detach().cpu())
 
-    @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Write the PNG and log it."""
-        if not self._gt:
+        """Write the PNG and log it (rank 0; the run dir is resolved on every rank, as DDP requires)."""
+        path = run_dir(trainer) / self.filename
+        if not self._gt or not trainer.is_global_zero:
             return
         grid = make_grid([torch.cat(self._gt), torch.cat(self._rec)])
-        self.path = run_dir(trainer) / self.filename
+        self.path = path
         self.path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(grid).save(self.path)
         for logger in trainer.loggers:

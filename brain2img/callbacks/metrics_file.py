@@ -7,11 +7,13 @@ import math
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_only
 
 
 def run_dir(trainer: L.Trainer) -> Path:
-    """The folder of this run: the logger's log dir, else the trainer's default root dir."""
+    """The folder of this run: the logger's log dir, else the trainer's default root dir.
+
+    Call it on every rank: under DDP ``trainer.log_dir`` broadcasts from rank 0.
+    """
     log_dir = trainer.log_dir if trainer.loggers else None
     return Path(log_dir or trainer.default_root_dir)
 
@@ -27,15 +29,16 @@ class MetricsFile(L.Callback):
         self.filename = filename
         self.path: Path | None = None
 
-    @rank_zero_only
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Collect ``test/`` metrics from ``trainer.callback_metrics`` and write them."""
+        """Collect ``test/`` metrics from ``trainer.callback_metrics`` and write them (rank 0)."""
+        self.path = run_dir(trainer) / self.filename  # on every rank: trainer.log_dir is a collective under DDP
+        if not trainer.is_global_zero:
+            return
         metrics = {
             k.removeprefix("test/"): float(v)
             for k, v in trainer.callback_metrics.items()
             if k.startswith("test/") and v.numel() == 1
         }
         metrics = {k: (v if math.isfinite(v) else None) for k, v in sorted(metrics.items())}
-        self.path = run_dir(trainer) / self.filename
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(metrics, indent=2) + "\n")
