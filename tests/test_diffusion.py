@@ -6,21 +6,11 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler
+from tiny_backbone import SMALL
 
 from brain2img.diffusion.conditioner import Conditioner
 from brain2img.diffusion.presets import build_backbone
 from brain2img.diffusion.tiny import TinyConfig
-
-SMALL = {
-    "image_size": 16,
-    "vae_channels": (8, 16),
-    "unet_channels": (16, 32),
-    "unet_attention": (False, True),
-    "cross_attention_dim": 16,
-    "n_tokens": 2,
-    "condition_dim": 12,
-    "conditioner_hidden": 32,
-}
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+from tiny_backbone import SMALL
 
 import brain2img.diffusion.generator as generator_mod
 from brain2img.diffusion.generator import cache_key, load_or_train_generator, train_generator
@@ -15,14 +16,7 @@ from brain2img.diffusion.presets import build_backbone
 from brain2img.diffusion.simulated import TinySimulatedBackbone
 
 TINY_RUN = {
-    "image_size": 16,
-    "vae_channels": (8, 16),
-    "unet_channels": (16, 32),
-    "unet_attention": (False, True),
-    "cross_attention_dim": 16,
-    "n_tokens": 2,
-    "condition_dim": 12,
-    "conditioner_hidden": 32,
+    **SMALL,
     "vae_steps": 4,
     "vae_batch_size": 4,
     "vae_crop": 8,
