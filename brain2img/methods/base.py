@@ -62,8 +62,9 @@ class ReconstructionMethod(L.LightningModule):
         return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + first)
 
     def on_test_epoch_start(self) -> None:
-        """Create the metrics on the right device."""
-        self.test_metrics = ReconstructionMetrics(**self.metric_kwargs).to(self.device)
+        """Create the metrics on the right device, reusing the method's image encoder as feature net if it has one."""
+        feature_net = getattr(self, "image_encoder", None)
+        self.test_metrics = ReconstructionMetrics(feature_net=feature_net, **self.metric_kwargs).to(self.device)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """Reconstruct, update the metrics and return images for the grid callback."""
