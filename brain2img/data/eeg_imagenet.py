@@ -1,0 +1,580 @@
+"""EEG-ImageNet (Spampinato et al., CVPR 2017; the DreamDiffusion EEG set) from the files its publishers ship.
+
+40 ImageNet classes x 50 images, shown to 6 subjects in blocks of one class (0.5 s per image), 128 channels at
+1 kHz. The file formats are described (and read) in :mod:`brain2img.data.eeg_imagenet_files`.
+
+Per record, as DreamDiffusion's ``EEGDataset`` does: keep ``length_range[0] <= L <= length_range[1]`` (inclusive,
+without the reference's ``i <= len(data)`` off-by-one), take samples ``time_slice`` (default ``[20, 460)``, 440
+samples) and resample them linearly to ``resample_to`` points spanning the same interval (first and last sample
+kept: ``scipy.interpolate.interp1d`` from ``linspace(0, 1, 440)`` onto ``linspace(0, 1, 512)``). No further
+normalisation (the ``*_std.pth`` files are already standardised). Stimuli are centre-cropped to a square and resized
+with PIL bicubic to ``image_size``; a missing image is an error, never random noise.
+
+Splits (always by stimulus image, as every brain2img dataset):
+
+- ``"reference"``: the shipped ``block_splits_by_image_*.pth``, entry ``split_index``, ``train``/``val``/``test``
+  as given (records outside them are not served). The reference code trains on ``train`` and evaluates on ``test``
+  and never reads ``val``; brain2img uses ``val`` for model selection.
+- ``"stimulus"``: a seeded split of the images, stratified by class (:func:`brain2img.data.splits.split_stimuli`).
+- ``"block"``: a block-aware control, see :func:`block_split`.
+
+``shuffled_labels=True`` is the permutation control: the image paired with each training trial is permuted (seeded,
+within subject); val/test pairs stay true. A model that still scores above chance on test under this control rides
+on something other than the image (e.g. leakage between splits).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from brain2img.data.base import BrainImageDataModule, TrialData
+from brain2img.data.eeg_imagenet_files import (
+    EEGRecords,
+    files_digest,
+    image_file,
+    load_stimulus_image,
+    read_eeg_file,
+    read_split_file,
+)
+from brain2img.data.splits import (
+    MANIFEST_NAME,
+    SPLITS,
+    build_manifest,
+    config_hash,
+    read_manifest,
+    sha256_file,
+    split_stimuli,
+    verify_checksums,
+    write_json_atomic,
+)
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+SPLIT_KINDS = ("reference", "stimulus", "block")
+SPLIT_INDEXING = ("filtered", "all")
+ARRAYS = ("brain", "images", "trial_stimulus", "stimulus_ids", "labels", "trial_subject", "record_index",
+          "block_position")
+
+
+# --------------------------------------------------------------------------------------------------- pure functions
+def resample_linear(x: np.ndarray, n_out: int) -> np.ndarray:
+    """Linear interpolation along the last axis onto ``n_out`` points spanning the same interval.
+
+    Equals ``scipy.interpolate.interp1d(np.linspace(0, 1, n), x)(np.linspace(0, 1, n_out))`` (the first and last
+    samples are kept; the sample spacing becomes ``(n - 1) / (n_out - 1)`` of the original).
+
+    Args:
+        x: ``(..., n)`` with ``n >= 2``.
+        n_out: number of output samples, ``>= 2``.
+    """
+    n = x.shape[-1]
+    if n < 2 or n_out < 2:
+        raise ValueError(f"linear resampling needs at least 2 input and 2 output samples, got {n} -> {n_out}")
+    pos = np.linspace(0.0, n - 1.0, n_out)
+    left = np.minimum(np.floor(pos).astype(np.int64), n - 2)
+    w = pos - left
+    return x[..., left] * (1.0 - w) + x[..., left + 1] * w
+
+
+def block_positions(subject: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Blocks as maximal runs of consecutive entries with the same (subject, label), in the given (dataset) order.
+
+    Returns:
+        int64 block id per entry (0, 1, ... in order) and float64 relative position within its block,
+        ``(rank + 0.5) / block_length`` in ``(0, 1)``.
+    """
+    n = len(subject)
+    change = np.r_[True, (subject[1:] != subject[:-1]) | (label[1:] != label[:-1])] if n else np.zeros(0, bool)
+    block = np.cumsum(change) - 1
+    starts = np.flatnonzero(change)
+    lengths = np.diff(np.r_[starts, n])
+    rank = np.arange(n) - starts[block]
+    return block.astype(np.int64), (rank + 0.5) / lengths[block]
+
+
+def _class_counts(n: int, val_fraction: float, test_fraction: float, label: int) -> tuple[int, int]:
+    n_test = max(1, int(round(n * test_fraction))) if test_fraction > 0 else 0
+    n_val = max(1, int(round(n * val_fraction))) if val_fraction > 0 else 0
+    if n - n_test - n_val < 1:
+        raise ValueError(f"class {label} has {n} images: too few for val_fraction={val_fraction} and "
+                         f"test_fraction={test_fraction} ({n_val} val + {n_test} test leave no training image)")
+    return n_val, n_test
+
+
+def block_split(trial_stimulus: np.ndarray, trial_position: np.ndarray, labels: np.ndarray,
+                val_fraction: float = 0.1, test_fraction: float = 0.1) -> dict[str, np.ndarray]:
+    """The block-aware split: within each class, the images shown early in their block train, later ones validate,
+    the last ones test.
+
+    EEG-ImageNet shows each class as one block per subject, and Li et al. (IEEE TPAMI 2021, "The perils and pitfalls
+    of block design for EEG classification experiments") showed classifiers can ride on slow, block-level drift
+    rather than on the stimulus. In the by-image reference split, test trials sit between training trials of the
+    same block, so drift shared by neighbouring trials helps. Here each image gets its mean relative position in its
+    blocks (one per subject; the ``.pth`` has no timestamps, so the dataset list order is taken as presentation
+    order), and within each class the ``test_fraction`` latest images go to test, the ``val_fraction`` before them to
+    val and the rest (the start of each block) to train. Every block keeps training trials, so every class stays
+    learnable (holding out whole (subject, class) blocks would leave the tested class unseen).
+
+    What it controls: test EEG is recorded later in its block than any training EEG of that class, so a shortcut
+    through drift between neighbouring trials weakens. What it cannot control: class and block are still
+    confounded (one block per class and subject), so an offset shared by a whole block still separates classes, and
+    a drift trend within blocks can still be extrapolated. Only a rapid-event design (new recordings) removes that.
+    It also trusts the list order, which the publishers do not document; with several subjects whose orders differ,
+    the separation is by average position only.
+
+    Args:
+        trial_stimulus: stimulus position per trial.
+        trial_position: relative position of each trial within its block (:func:`block_positions`).
+        labels: class per stimulus position.
+        val_fraction: per class, fraction of images in val (at least one if > 0).
+        test_fraction: per class, fraction of images in test (at least one if > 0).
+
+    Returns:
+        Sorted stimulus positions for ``"train"``, ``"val"``, ``"test"``.
+    """
+    n_stim = len(labels)
+    counts = np.bincount(trial_stimulus, minlength=n_stim)
+    mean_pos = np.bincount(trial_stimulus, weights=trial_position, minlength=n_stim) / np.maximum(counts, 1)
+    out: dict[str, list[np.ndarray]] = {name: [] for name in SPLITS}
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        n_val, n_test = _class_counts(len(members), val_fraction, test_fraction, int(label))
+        ordered = members[np.lexsort((members, mean_pos[members]))]
+        n_train = len(members) - n_val - n_test
+        out["train"].append(ordered[:n_train])
+        out["val"].append(ordered[n_train : n_train + n_val])
+        out["test"].append(ordered[n_train + n_val :])
+    return {name: np.sort(np.concatenate(parts)).astype(np.int64) for name, parts in out.items()}
+
+
+def shuffle_train_pairs(trial_stimulus: np.ndarray, trial_subject: np.ndarray, train_stimuli: np.ndarray,
+                        seed: int) -> np.ndarray:
+    """The shuffled-pairs control: permute the stimuli of the training trials within each subject (seeded).
+
+    Returns:
+        A copy of ``trial_stimulus``; trials of other splits are unchanged, and each subject's training trials keep
+        the same multiset of stimuli (so split membership by stimulus is unchanged).
+    """
+    out = trial_stimulus.copy()
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    in_train = np.isin(trial_stimulus, train_stimuli)
+    for s in np.unique(trial_subject):
+        idx = np.flatnonzero(in_train & (trial_subject == s))
+        out[idx] = trial_stimulus[idx][rng.permutation(len(idx))]
+    return out
+
+
+def _segment(x: Any, t0: int, t1: int) -> np.ndarray:
+    """Samples ``[t0, t1)`` of a stored ``(C, L)`` record as float64 NumPy."""
+    if torch.is_tensor(x):
+        return x[:, t0:t1].detach().to(torch.float64).numpy()
+    return np.asarray(x[:, t0:t1], dtype=np.float64)
+
+
+def _publish(tmp: Path, folder: Path) -> None:
+    """Move a fully written temporary folder into place (keep a complete one another process made meanwhile)."""
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if not (folder / MANIFEST_NAME).is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------- datamodule
+class EEGImageNetDataModule(BrainImageDataModule):
+    """EEG-ImageNet from ``eeg_*_std.pth``, a ``block_splits_by_image_*.pth`` file and the stimulus JPEGs.
+
+    ``prepare_data`` reads the ``.pth`` once, validates it, filters (subject, length, split), slices and resamples
+    the EEG, loads and resizes the images, and writes memory-mapped ``.npy`` arrays and a manifest (sha256 of the
+    source files and of every output, the split, counts) to ``cache_dir/<name>-<hash>``, where the hash covers this
+    config and the sha256 of the ``.pth`` and split files. It writes a temporary folder and renames it, and reuses
+    a complete folder. The images' digest is recorded in the manifest but not in the folder name: after replacing
+    stimulus files, delete the folder. ``shuffled_labels`` does not change the prepared data (it is applied on load).
+
+    Args:
+        eeg_path: the EEG file (``eeg_5_95_std.pth``, ``eeg_14_70_std.pth`` or ``eeg_55_95_std.pth``).
+        splits_path: ``block_splits_by_image_single.pth`` (with ``split_indexing="filtered"``) or
+            ``block_splits_by_image_all.pth`` (with ``split_indexing="all"``); needed for ``split="reference"``,
+            ignored otherwise.
+        image_root: folder with ``<synset>/<name>.JPEG``.
+        subject: keep records of this subject (4 is the DreamDiffusion setting); ``None`` keeps all 6.
+        split_index: entry of the split file's ``'splits'`` list.
+        split: ``"reference"``, ``"stimulus"`` or ``"block"`` (see the module docstring and :func:`block_split`).
+        split_indexing: what the split file's indices point into: ``"filtered"``, the record list after the subject
+            filter (what DreamDiffusion's ``Splitter`` indexes; the "single" file is meant for this with one
+            subject), or ``"all"``, the full record list (the "all" file). The length filter applies afterwards.
+        time_slice: ``(t0, t1)``, samples ``[t0, t1)`` of every record are kept.
+        resample_to: number of time samples after linear resampling.
+        length_range: ``(min, max)``: records with ``min <= L <= max`` are kept (inclusive).
+        image_size: side of the square stimulus images in pixels.
+        n_channels: expected EEG channels per record.
+        shuffled_labels: serve training trials with permuted images (the control; see the module docstring).
+        sfreq_original: sampling rate of the records in Hz.
+        val_fraction: per class fraction of images in val for ``split="stimulus"`` / ``"block"``.
+        test_fraction: per class fraction of images in test for ``split="stimulus"`` / ``"block"``.
+        seed: seed of the ``"stimulus"`` split, of the shuffled control and of the training shuffle.
+        batch_size: samples per batch.
+        num_workers: DataLoader worker processes.
+        cache_dir: folder for the prepared copies.
+        eval_repeats: val/test/predict samples: ``"average"`` (one per image and subject) or ``"single"``; each
+            subject saw each image once, so both serve the same trials here.
+        predict_split: split served by ``predict_dataloader``.
+    """
+
+    def __init__(
+        self,
+        eeg_path: str,
+        splits_path: str | None,
+        image_root: str,
+        subject: int | None = 4,
+        split_index: int = 0,
+        split: str = "reference",
+        split_indexing: str = "filtered",
+        time_slice: tuple[int, int] = (20, 460),
+        resample_to: int = 512,
+        length_range: tuple[int, int] = (450, 600),
+        image_size: int = 64,
+        n_channels: int = 128,
+        shuffled_labels: bool = False,
+        sfreq_original: float = 1000.0,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        seed: int = 0,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        cache_dir: str = ".cache/brain2img/eeg_imagenet",
+        eval_repeats: str = "average",
+        predict_split: str = "test",
+    ) -> None:
+        super().__init__(batch_size, num_workers, eval_repeats, predict_split, seed)
+        if split not in SPLIT_KINDS:
+            raise ValueError(f"split must be one of {SPLIT_KINDS}, got '{split}'")
+        if split_indexing not in SPLIT_INDEXING:
+            raise ValueError(f"split_indexing must be one of {SPLIT_INDEXING}, got '{split_indexing}'")
+        if split == "reference" and splits_path is None:
+            raise ValueError("split='reference' needs splits_path (block_splits_by_image_single.pth or "
+                             "block_splits_by_image_all.pth); use split='stimulus' or 'block' without a split file")
+        t0, t1 = (int(t) for t in time_slice)
+        lo, hi = (int(v) for v in length_range)
+        if not 0 <= t0 < t1 - 1 or resample_to < 2:
+            raise ValueError(f"need 0 <= time_slice[0] < time_slice[1] - 1 and resample_to >= 2, got "
+                             f"time_slice={tuple(time_slice)}, resample_to={resample_to}")
+        if not 1 <= lo <= hi:
+            raise ValueError(f"length_range must satisfy 1 <= min <= max, got {tuple(length_range)}")
+        if image_size < 8 or n_channels < 1 or not sfreq_original > 0:
+            raise ValueError(f"need image_size >= 8, n_channels >= 1 and sfreq_original > 0, got "
+                             f"image_size={image_size}, n_channels={n_channels}, sfreq_original={sfreq_original}")
+        if val_fraction < 0 or test_fraction < 0 or val_fraction + test_fraction >= 1:
+            raise ValueError(f"need val_fraction >= 0, test_fraction >= 0 and a sum < 1, got {val_fraction}, "
+                             f"{test_fraction}")
+        self.save_hyperparameters()
+        self.eeg_path = Path(eeg_path)
+        self.splits_path = Path(splits_path) if splits_path is not None and split == "reference" else None
+        self.image_root = Path(image_root)
+        if not self.eeg_path.is_file():
+            raise FileNotFoundError(f"EEG-ImageNet EEG file not found: '{self.eeg_path}' (eeg_path)")
+        if self.splits_path is not None and not self.splits_path.is_file():
+            raise FileNotFoundError(f"EEG-ImageNet split file not found: '{self.splits_path}' (splits_path)")
+        if not self.image_root.is_dir():
+            raise FileNotFoundError(f"EEG-ImageNet image folder not found: '{self.image_root}' (image_root, expected "
+                                    f"<image_root>/<synset>/<name>.JPEG)")
+        self.subject = None if subject is None else int(subject)
+        self.split, self.split_index, self.split_indexing = split, int(split_index), split_indexing
+        self.time_slice, self.resample_to, self.length_range = (t0, t1), int(resample_to), (lo, hi)
+        self._image_size, self.n_channels = int(image_size), int(n_channels)
+        self.shuffled_labels, self.sfreq_original = bool(shuffled_labels), float(sfreq_original)
+        self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
+        self.cache_dir = Path(cache_dir)
+        self._sources: dict[str, str] | None = None
+        self._trial_records: np.ndarray | None = None
+
+    # ----------------------------------------------------------------- interface
+    @property
+    def modality(self) -> str:
+        return "eeg"
+
+    @property
+    def brain_shape(self) -> tuple[int, ...]:
+        return (self.n_channels, self.resample_to)
+
+    @property
+    def image_size(self) -> int:
+        return self._image_size
+
+    @property
+    def sfreq(self) -> float:
+        """Sampling rate after resampling: ``time_slice`` spans ``t1 - t0 - 1`` original sample intervals and
+        ``resample_to - 1`` new ones (1164.0 Hz for the defaults: ``1000 * 511 / 439``)."""
+        t0, t1 = self.time_slice
+        return self.sfreq_original * (self.resample_to - 1) / (t1 - t0 - 1)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.data_folder / MANIFEST_NAME
+
+    @property
+    def trial_records(self) -> np.ndarray:
+        """Index into the ``.pth`` ``'dataset'`` list of every served trial (after :meth:`setup`)."""
+        if self._trial_records is None:
+            raise RuntimeError("trial_records is known after setup()")
+        return self._trial_records
+
+    # ----------------------------------------------------------------- config and folder
+    def source_checksums(self) -> dict[str, str]:
+        """sha256 of the EEG file (and of the split file for ``split="reference"``), computed once."""
+        if self._sources is None:
+            sums = {"eeg": sha256_file(self.eeg_path)}
+            if self.splits_path is not None:
+                sums["splits"] = sha256_file(self.splits_path)
+            self._sources = sums
+        return self._sources
+
+    def cache_config(self) -> dict[str, Any]:
+        """What determines the prepared folder (named by this config's hash)."""
+        sums = self.source_checksums()
+        cfg: dict[str, Any] = {
+            "version": CACHE_VERSION, "eeg_sha256": sums["eeg"], "image_root": str(self.image_root.resolve()),
+            "subject": self.subject, "n_channels": self.n_channels, "time_slice": list(self.time_slice),
+            "resample_to": self.resample_to, "length_range": list(self.length_range), "image_size": self._image_size,
+            "split": self.split,
+        }
+        if self.split == "reference":
+            cfg.update(splits_sha256=sums["splits"], split_index=self.split_index, split_indexing=self.split_indexing)
+        else:
+            cfg.update(val_fraction=self.val_fraction, test_fraction=self.test_fraction)
+        if self.split == "stimulus":
+            cfg["seed"] = self.seed
+        return cfg
+
+    @property
+    def data_folder(self) -> Path:
+        """Folder of this config's prepared copy."""
+        who = "all" if self.subject is None else f"sub{self.subject}"
+        return self.cache_dir / f"eeg_imagenet-{who}-{self.split}-{config_hash(self.cache_config())}"
+
+    # ----------------------------------------------------------------- selection
+    def _subject_records(self, recs: EEGRecords) -> tuple[np.ndarray, str]:
+        if self.subject is None:
+            return np.arange(len(recs.subject)), "all records"
+        kept = np.flatnonzero(recs.subject == self.subject)
+        if not len(kept):
+            raise ValueError(f"EEG file '{recs.path}': no records left after the subject filter: no record has "
+                             f"'subject' == {self.subject} (subjects in the file: {np.unique(recs.subject).tolist()})")
+        return kept, f"the records of subject {self.subject}"
+
+    def _select(self, recs: EEGRecords) -> tuple[dict[str, np.ndarray] | None, np.ndarray, dict[str, Any]]:
+        """Record indices to serve (sorted) and, for the reference split, the records of each split."""
+        by_subject, who = self._subject_records(recs)
+        lo, hi = self.length_range
+        length_ok = (recs.lengths >= lo) & (recs.lengths <= hi)
+        counts: dict[str, Any] = {"records_in_file": len(recs.lengths), "after_subject_filter": len(by_subject)}
+        length_rule = f"the length filter {lo} <= L <= {hi}"
+        if self.split != "reference":
+            kept = by_subject[length_ok[by_subject]]
+            if not len(kept):
+                lengths = recs.lengths[by_subject]
+                raise ValueError(f"EEG file '{recs.path}': no records left after {length_rule}: the lengths of "
+                                 f"{who} range from {lengths.min()} to {lengths.max()}")
+            counts["after_length_filter"] = len(kept)
+            return None, kept, counts
+        assert self.splits_path is not None
+        indexed = by_subject if self.split_indexing == "filtered" else np.arange(len(recs.lengths))
+        what = who if self.split_indexing == "filtered" else "all records"
+        idx = read_split_file(self.splits_path, self.split_index, len(indexed), f"{what} of '{recs.path}'")
+        per_split: dict[str, np.ndarray] = {}
+        for name in SPLITS:
+            rec = indexed[idx[name]]
+            in_subject = rec[np.isin(rec, by_subject)]
+            per_split[name] = np.sort(in_subject[length_ok[in_subject]])
+            counts[name] = {"in_split_file": len(rec), "after_subject_filter": len(in_subject),
+                            "after_length_filter": len(per_split[name])}
+            if not len(per_split[name]):
+                rule = f"the subject filter (subject={self.subject})" if not len(in_subject) else length_rule
+                raise ValueError(f"split file '{self.splits_path}': 'splits'[{self.split_index}]['{name}'] has no "
+                                 f"records left after {rule} ({len(rec)} listed)")
+        kept = np.sort(np.concatenate([per_split[name] for name in SPLITS]))
+        return per_split, kept, counts
+
+    def _stimuli(self, recs: EEGRecords, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stimulus ids (image indices, sorted), stimulus position per trial, class per stimulus; checks that an
+        image has one class and that its name's synset is that class."""
+        stim_ids, first, trial_stimulus = np.unique(recs.image[kept], return_index=True, return_inverse=True)
+        trial_stimulus = trial_stimulus.reshape(-1).astype(np.int64)
+        labels = recs.label[kept][first]
+        differs = np.flatnonzero(recs.label[kept] != labels[trial_stimulus])
+        if len(differs):
+            j = differs[0]
+            raise ValueError(f"EEG file '{recs.path}': records {kept[first[trial_stimulus[j]]]} and {kept[j]} show "
+                             f"image {stim_ids[trial_stimulus[j]]} but have different 'label' values")
+        for p, (sid, label) in enumerate(zip(stim_ids, labels, strict=True)):
+            name, synset = recs.image_names[sid], recs.label_names[label]
+            if name.split("_")[0] != synset:
+                record = kept[first[p]]
+                raise ValueError(f"EEG file '{recs.path}': record {record} shows image '{name}' ('images'[{sid}]) "
+                                 f"but its 'label' {label} is class '{synset}' ('labels'[{label}])")
+        return stim_ids.astype(np.int64), trial_stimulus, labels.astype(np.int64)
+
+    def _reference_splits(self, recs: EEGRecords, per_split: dict[str, np.ndarray], kept: np.ndarray,
+                          trial_stimulus: np.ndarray, stim_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Stimulus positions of each reference split; an image with records in two splits is an error."""
+        owner = np.full(len(stim_ids), -1)
+        splits: dict[str, np.ndarray] = {}
+        for k, name in enumerate(SPLITS):
+            pos = np.unique(trial_stimulus[np.isin(kept, per_split[name])])
+            clash = pos[owner[pos] >= 0]
+            if len(clash):
+                other = SPLITS[owner[clash[0]]]
+                sid = stim_ids[clash[0]]
+                raise ValueError(f"split file '{self.splits_path}': image '{recs.image_names[sid]}' ('images'[{sid}])"
+                                 f" has records in both '{other}' and '{name}' of 'splits'[{self.split_index}]; "
+                                 f"brain2img splits by image (with split_indexing='{self.split_indexing}', subject="
+                                 f"{self.subject})")
+            owner[pos] = k
+            splits[name] = pos.astype(np.int64)
+        return splits
+
+    # ----------------------------------------------------------------- preparation
+    def _load_images(self, recs: EEGRecords, stim_ids: np.ndarray) -> tuple[np.ndarray, list[Path]]:
+        paths = [image_file(self.image_root, recs.image_names[sid]) for sid in stim_ids]
+        images = np.empty((len(paths), self._image_size, self._image_size, 3), dtype=np.uint8)
+        for p, (sid, path) in enumerate(zip(stim_ids, paths, strict=True)):
+            try:
+                images[p] = load_stimulus_image(path, self._image_size)
+            except FileNotFoundError as err:
+                raise FileNotFoundError(f"{err}; it is image '{recs.image_names[sid]}' ('images'[{sid}] of "
+                                        f"'{recs.path}')") from err
+        return images, paths
+
+    def _check_lengths(self, recs: EEGRecords, kept: np.ndarray) -> None:
+        """Every kept record must reach the end of ``time_slice`` (never stretched from fewer samples)."""
+        t1 = self.time_slice[1]
+        short = kept[recs.lengths[kept] < t1]
+        if len(short):
+            raise ValueError(f"EEG file '{recs.path}': record {short[0]} has L = {recs.lengths[short[0]]} samples, "
+                             f"shorter than the end of time_slice {self.time_slice} ({len(short)} such records "
+                             f"pass length_range {self.length_range}); raise length_range[0] to {t1} or end the "
+                             f"slice earlier")
+
+    def _write_brain(self, recs: EEGRecords, kept: np.ndarray, path: Path) -> None:
+        """Slice, check and resample every kept record into a memory-mapped float32 ``.npy``."""
+        t0, t1 = self.time_slice
+        brain = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                          shape=(len(kept), self.n_channels, self.resample_to))
+        for j, r in enumerate(kept):
+            seg = _segment(recs.eeg[r], t0, t1)
+            if not np.isfinite(seg).all():
+                raise ValueError(f"EEG file '{recs.path}': record {r} field 'eeg' has NaN or Inf within samples "
+                                 f"[{t0}, {t1})")
+            brain[j] = resample_linear(seg, self.resample_to)
+        brain.flush()
+        del brain
+
+    def prepare_data(self) -> None:
+        """Validate the source files and write the prepared copy, unless a complete one exists."""
+        folder = self.data_folder
+        if (folder / MANIFEST_NAME).is_file():
+            return
+        start = time.perf_counter()
+        recs = read_eeg_file(self.eeg_path, self.n_channels)
+        per_split, kept, counts = self._select(recs)
+        self._check_lengths(recs, kept)
+        stim_ids, trial_stimulus, labels = self._stimuli(recs, kept)
+        trial_subject = recs.subject[kept]
+        block, position = block_positions(trial_subject, recs.label[kept])
+        if per_split is not None:
+            splits = self._reference_splits(recs, per_split, kept, trial_stimulus, stim_ids)
+        elif self.split == "stimulus":
+            splits = split_stimuli(labels, self.val_fraction, self.test_fraction, self.seed)
+        else:
+            splits = block_split(trial_stimulus, position, labels, self.val_fraction, self.test_fraction)
+        images, image_paths = self._load_images(recs, stim_ids)
+        tmp = self.cache_dir / f".{folder.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            self._write_brain(recs, kept, tmp / "brain.npy")
+            arrays = {"images": images, "trial_stimulus": trial_stimulus, "stimulus_ids": stim_ids, "labels": labels,
+                      "trial_subject": trial_subject, "record_index": kept.astype(np.int64),
+                      "block_position": position}
+            for name, arr in arrays.items():
+                np.save(tmp / f"{name}.npy", arr)
+            sums = {f"{name}.npy": sha256_file(tmp / f"{name}.npy") for name in ARRAYS}
+            manifest = build_manifest(self.cache_config(), self.seed, stim_ids, splits, trial_stimulus, sums)
+            manifest["sources"] = {
+                "eeg": {"path": str(self.eeg_path.resolve()), "sha256": self.source_checksums()["eeg"]},
+                "splits": None if self.splits_path is None else {
+                    "path": str(self.splits_path.resolve()), "sha256": self.source_checksums()["splits"]},
+                "images": {"root": str(self.image_root.resolve()), "n_files": len(image_paths),
+                           "digest": files_digest(image_paths)},
+            }
+            manifest["counts"] = {**counts, "trials": len(kept), "stimuli": len(stim_ids),
+                                  "per_split_stimuli": {k: len(v) for k, v in splits.items()}}
+            manifest["sfreq"] = self.sfreq
+            manifest["block_design"] = self._block_summary(block, position, trial_stimulus, trial_subject,
+                                                           recs.label[kept], splits)
+            write_json_atomic(tmp / MANIFEST_NAME, manifest)
+            _publish(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("prepared EEG-ImageNet (%d trials, %d images) in '%s' in %.1f s", len(kept), len(stim_ids), folder,
+                 time.perf_counter() - start)
+
+    @staticmethod
+    def _block_summary(block: np.ndarray, position: np.ndarray, trial_stimulus: np.ndarray,
+                       trial_subject: np.ndarray, trial_label: np.ndarray, splits: dict[str, np.ndarray]
+                       ) -> dict[str, Any]:
+        """How the split sits in the blocks: mean within-block position per split, blocks without training trials."""
+        n_pairs = len(np.unique(np.stack([trial_subject, trial_label], axis=1), axis=0))
+        n_blocks = int(block.max()) + 1
+        out: dict[str, Any] = {"n_blocks": n_blocks, "n_subject_class_pairs": n_pairs, "mean_position": {}}
+        for name, stim in splits.items():
+            in_split = np.isin(trial_stimulus, stim)
+            out["mean_position"][name] = float(position[in_split].mean()) if in_split.any() else None
+        has_train = np.zeros(n_blocks, dtype=bool)
+        has_train[block[np.isin(trial_stimulus, splits["train"])]] = True
+        out["blocks_without_train"] = int((~has_train).sum())
+        if n_blocks != n_pairs:
+            log.warning("EEG-ImageNet: %d runs of equal (subject, class) in the record list but %d (subject, class) "
+                        "pairs: the list is not in block order, so within-block positions are not presentation "
+                        "order", n_blocks, n_pairs)
+        return out
+
+    # ----------------------------------------------------------------- loading
+    def _load(self) -> TrialData:
+        """Check the prepared copy (config hash, checksums) and load it (brain memory-mapped)."""
+        if not self.manifest_path.is_file():
+            self.prepare_data()
+        folder = self.data_folder
+        manifest = read_manifest(self.manifest_path)
+        if manifest["config_hash"] != config_hash(self.cache_config()):
+            raise ValueError(f"manifest '{self.manifest_path}' was written for another config "
+                             f"({manifest['config']}); delete the folder '{folder}' to prepare it again")
+        verify_checksums(folder, manifest["checksums"])
+        arr = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if name == "brain" else None, allow_pickle=False)
+               for name in ARRAYS}
+        stim_ids = arr["stimulus_ids"]
+        splits = {}
+        for name in SPLITS:
+            ids = np.asarray(manifest["splits"][name]["stimulus_ids"], dtype=np.int64)
+            pos = np.searchsorted(stim_ids, ids)
+            if not np.array_equal(stim_ids[np.minimum(pos, len(stim_ids) - 1)], ids):
+                raise ValueError(f"manifest '{self.manifest_path}': split '{name}' lists stimulus ids that are not in "
+                                 f"stimulus_ids.npy; delete the folder '{folder}' to prepare it again")
+            splits[name] = np.sort(pos).astype(np.int64)
+        trial_stimulus = arr["trial_stimulus"]
+        if self.shuffled_labels:
+            trial_stimulus = shuffle_train_pairs(trial_stimulus, arr["trial_subject"], splits["train"], self.seed)
+        self._trial_records = arr["record_index"]
+        return TrialData(brain=arr["brain"], images=arr["images"], trial_stimulus=trial_stimulus,
+                         stimulus_ids=stim_ids, labels=arr["labels"], trial_subject=arr["trial_subject"],
+                         splits=splits)
