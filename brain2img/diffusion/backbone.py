@@ -170,9 +170,14 @@ class LatentDiffusion(nn.Module):
         return (weight * per_sample).mean()
 
     def _unet(self, x: torch.Tensor, t: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """UNet prediction; a UNet with a projection class embedding also gets the pooled tokens (global FiLM)."""
+        """UNet prediction; a UNet with a class embedding also gets the condition added to its time embedding: the
+        tokens themselves when the embedding ``takes_tokens`` (e.g. DreamDiffusion's ``TokenTimeCondition``), else
+        their mean (a ``projection`` class embedding: global FiLM)."""
         kwargs = {}
-        if self.unet.config.class_embed_type == "projection":
+        embedding = getattr(self.unet, "class_embedding", None)
+        if getattr(embedding, "takes_tokens", False):
+            kwargs["class_labels"] = tokens
+        elif self.unet.config.class_embed_type == "projection":
             kwargs["class_labels"] = tokens.mean(dim=1)
         return self.unet(x, t, encoder_hidden_states=tokens, **kwargs).sample
 
