@@ -23,6 +23,7 @@ import torch
 import yaml
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from brain2img.callbacks import AtomicCheckpointIO, PredictionWriter
 from brain2img.callbacks.config_in_checkpoint import CONFIG_KEY, ConfigInCheckpoint
@@ -109,8 +110,16 @@ class Brain2ImgCLI(LightningCLI):
 
     def after_fit(self) -> None:
         """Test the fitted model unless ``--test_after_fit false``."""
-        if self.config["fit"].get("test_after_fit", True):
-            self.trainer.test(self.model, datamodule=self.datamodule)
+        if not self.config["fit"].get("test_after_fit", True):
+            return
+        if not is_overridden("test_step", self.model):
+            print(f"brain2img: {type(self.model).__name__} has no test step; skipping test_after_fit", file=sys.stderr)
+            return
+        ckpt = self.trainer.checkpoint_callback
+        monitored = ckpt is not None and getattr(ckpt, "monitor", None) and getattr(ckpt, "best_model_path", "")
+        if monitored:  # the checkpoint chosen on validation, never the test split
+            print(f"brain2img: testing the best checkpoint by {ckpt.monitor}: {ckpt.best_model_path}", file=sys.stderr)
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if monitored else None)
 
 
 def _checkpoint_config(config: dict[str, Any]) -> dict[str, Any]:

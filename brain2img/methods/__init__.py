@@ -1,6 +1,8 @@
 """Thin LightningModules, one per published method, composed from the library parts."""
 
 from brain2img.methods.base import ReconstructionMethod
+from brain2img.methods.dreamdiffusion import DreamDiffusion
+from brain2img.methods.eeg_pretrain import MaskedSignalPretraining
 from brain2img.methods.osaka import OsakaMethod
 
-__all__ = ["OsakaMethod", "ReconstructionMethod"]
+__all__ = ["DreamDiffusion", "MaskedSignalPretraining", "OsakaMethod", "ReconstructionMethod"]

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 
 from brain2img.data import schema
+from brain2img.encoders.image_features import EfficientNetLite0Features
 from brain2img.metrics import ReconstructionMetrics
 
 
@@ -64,6 +65,8 @@ class ReconstructionMethod(L.LightningModule):
     def on_test_epoch_start(self) -> None:
         """Create the metrics on the right device, reusing the method's image encoder as feature net if it has one."""
         feature_net = getattr(self, "image_encoder", None)
+        if not isinstance(feature_net, EfficientNetLite0Features):
+            feature_net = None  # e.g. a CLIP encoder: no ImageNet logits; the metrics build their own classifier
         self.test_metrics = ReconstructionMetrics(feature_net=feature_net, **self.metric_kwargs).to(self.device)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:

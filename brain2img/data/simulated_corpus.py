@@ -1,0 +1,125 @@
+"""Unlabelled simulated EEG for masked-signal pre-training: the training trials of several simulated subjects.
+
+DreamDiffusion pre-trains its encoder on a large unlabelled EEG corpus (MOABB, >400 subjects) and fine-tunes on
+EEG-ImageNet. The simulated analogue: the EEG of several simulated subjects (each with its own sources, mixing and
+noise) to the *training* stimuli of the benchmark, without images. The stimulus split is the benchmark's, so no
+validation or test stimulus is ever seen in pre-training. Samples: ``{"brain", "subject", "index"}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader, TensorDataset
+
+from brain2img.data import schema
+from brain2img.data.simulated import SimulatedDataModule
+
+
+class _Windows(TensorDataset):
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
+        brain, subject = super().__getitem__(i)
+        return {schema.BRAIN: brain, schema.SUBJECT: int(subject), schema.INDEX: int(i)}
+
+
+class SimulatedEEGCorpus(LightningDataModule):
+    """Training-split EEG trials of simulated subjects, as unlabelled windows; a seeded share is held out for
+    validation of the pre-training loss.
+
+    Args:
+        subjects: simulated subjects to include (each has its own sources, mixing and noise).
+        splits: stimulus splits whose trials are used (default: training stimuli only).
+        n_stimuli, image_size, n_repeats, snr, n_channels, sfreq, duration, seed, cache_dir: as
+            :class:`~brain2img.data.simulated.SimulatedDataModule` (use the fine-tuning benchmark's values so
+            that the stimulus split is the same).
+        val_fraction: share of windows held out for the validation loss.
+        batch_size: windows per batch.
+        num_workers: DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        subjects: Sequence[int] = (0, 1, 2, 3, 4, 5),
+        splits: Sequence[str] = ("train",),
+        n_stimuli: int = 240,
+        image_size: int = 64,
+        n_repeats: int = 3,
+        snr: float = 1.0,
+        n_channels: int = 32,
+        sfreq: float = 128.0,
+        duration: float = 0.5,
+        seed: int = 0,
+        cache_dir: str = ".cache/brain2img/simulated",
+        val_fraction: float = 0.1,
+        batch_size: int = 64,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if not subjects:
+            raise ValueError("SimulatedEEGCorpus needs at least one subject (data.subjects)")
+        if "test" in splits:
+            raise ValueError("SimulatedEEGCorpus refuses the test split (data.splits): pre-training must not see "
+                             "the EEG of test stimuli")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        self.save_hyperparameters()
+        self.sources = [
+            SimulatedDataModule(modality="eeg", subject=int(s), n_stimuli=n_stimuli, image_size=image_size,
+                                n_repeats=n_repeats, snr=snr, n_channels=n_channels, sfreq=sfreq, duration=duration,
+                                seed=seed, cache_dir=cache_dir)
+            for s in subjects
+        ]
+        self.splits, self.val_fraction, self.seed = tuple(splits), float(val_fraction), int(seed)
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self._train: _Windows | None = None
+        self._val: _Windows | None = None
+
+    @property
+    def modality(self) -> str:
+        return "eeg"
+
+    @property
+    def brain_shape(self) -> tuple[int, ...]:
+        """``(n_channels, n_times)`` of every window."""
+        return self.sources[0].brain_shape
+
+    @property
+    def sfreq(self) -> float:
+        return float(self.sources[0].sfreq)
+
+    def prepare_data(self) -> None:
+        """Generate (or find in the cache) each subject's simulated EEG."""
+        for source in self.sources:
+            source.prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Collect the windows of the chosen splits and hold out ``val_fraction`` of them (seeded)."""
+        if self._train is not None:
+            return
+        brains, subjects = [], []
+        for source in self.sources:
+            source.setup()
+            for split in self.splits:
+                ds = source.dataset(split, "single")
+                brains.append(ds.brain)
+                subjects.append(ds.subject)
+        brain, subject = torch.cat(brains), torch.cat(subjects)
+        order = torch.from_numpy(np.random.default_rng(self.seed).permutation(len(brain)))
+        n_val = max(1, int(round(self.val_fraction * len(brain))))
+        val, train = order[:n_val], order[n_val:]
+        self._train = _Windows(brain[train], subject[train])
+        self._val = _Windows(brain[val], subject[val])
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training windows (seeded)."""
+        assert self._train is not None, "call setup() first"
+        return DataLoader(self._train, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
+                          generator=torch.Generator().manual_seed(self.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        """Held-out windows in a fixed order."""
+        assert self._val is not None, "call setup() first"
+        return DataLoader(self._val, batch_size=self.batch_size, num_workers=self.num_workers)

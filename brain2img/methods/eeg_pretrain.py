@@ -1,0 +1,140 @@
+"""Masked signal modelling: self-supervised pre-training of the EEG encoder (DreamDiffusion stage A).
+
+Random temporal tokens of each EEG window are masked (ratio 0.75 by default, the paper's value; the reference code's
+default 0.1 is a config value) and an MAE decoder reconstructs them; the loss is the MSE on masked tokens only.
+Training follows the reference recipe: AdamW betas (0.9, 0.95), weight decay 0.05 except biases / norms / tokens,
+per-step linear warm-up then half-cosine decay to zero, gradient clipping 0.8 (set on the trainer).
+The encoder (``mae.encoder``) is what fine-tuning loads: see :func:`load_pretrained_encoder`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from brain2img.data import schema
+from brain2img.encoders.eeg_mae import EEGEncoder, EEGMAEConfig, MaskedEEGAutoencoder, eeg_mae_config
+from brain2img.optim import decay_groups, warmup_cosine_scheduler
+
+ENCODER_PREFIX = "mae.encoder."
+
+
+class MaskedSignalPretraining(L.LightningModule):
+    """Pre-train an EEG encoder by masked signal modelling on unlabelled windows ``(n_channels, n_times)``.
+
+    Args:
+        brain_shape: ``(n_channels, n_times)`` of the windows (linked from the datamodule by the CLI).
+        encoder: ``preset`` (``tiny`` or ``paper``) plus any :class:`EEGMAEConfig` field to override; the channel and
+            time sizes come from ``brain_shape``.
+        mask_ratio: share of temporal tokens masked (paper 0.75; the reference code's default is 0.1).
+        lr: peak learning rate (reference 2.5e-4).
+        weight_decay: AdamW weight decay on weights (not biases, norms, tokens).
+        betas: AdamW betas.
+        warmup_fraction: share of all optimiser steps spent in linear warm-up (reference: 40 of 500 epochs).
+        min_lr_ratio: final learning rate as a fraction of ``lr``.
+        val_seed: seed of the masks drawn at validation, so validation losses are comparable across epochs.
+    """
+
+    def __init__(
+        self,
+        brain_shape: tuple[int, ...] = (32, 64),
+        encoder: dict[str, Any] | None = None,
+        mask_ratio: float = 0.75,
+        lr: float = 2.5e-4,
+        weight_decay: float = 0.05,
+        betas: tuple[float, float] = (0.9, 0.95),
+        warmup_fraction: float = 0.08,
+        min_lr_ratio: float = 0.0,
+        val_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.brain_shape = tuple(int(s) for s in brain_shape)
+        self.config = build_eeg_config(self.brain_shape, encoder, mask_ratio=mask_ratio)
+        self.mae = MaskedEEGAutoencoder(self.config)
+
+    def _brain(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        brain = batch[schema.BRAIN]
+        check_eeg(brain, self.config, type(self).__name__)
+        return brain
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Masked reconstruction loss on a batch of windows."""
+        loss, _, _ = self.mae(self._brain(batch))
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch[schema.BRAIN]))
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Masked loss with masks seeded by ``val_seed`` and the batch index (same masks every epoch)."""
+        x = self._brain(batch)
+        gen = torch.Generator(device=x.device).manual_seed(self.hparams.val_seed * 1_000_003 + batch_idx)
+        loss, _, _ = self.mae(x, generator=gen)
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(x), sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW with MAE parameter groups and a per-step warm-up + half-cosine schedule."""
+        groups = decay_groups(self.mae.named_parameters(), self.hparams.weight_decay)
+        opt = torch.optim.AdamW(groups, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(math.ceil(self.hparams.warmup_fraction * total))
+        sched = warmup_cosine_scheduler(opt, warmup, total, self.hparams.min_lr_ratio)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def build_eeg_config(brain_shape: tuple[int, ...], encoder: dict[str, Any] | None, **extra: Any) -> EEGMAEConfig:
+    """The encoder config for EEG windows of ``brain_shape``: a preset with overrides, sized to the data."""
+    if len(brain_shape) != 2:
+        raise ValueError(f"EEG models need brain_shape (n_channels, n_times), got {tuple(brain_shape)}: is the "
+                         "datamodule an EEG one (data.modality)?")
+    spec = dict(encoder or {})
+    preset = spec.pop("preset", "tiny")
+    return eeg_mae_config(preset, **{**spec, **extra, "n_channels": brain_shape[0], "n_times": brain_shape[1]})
+
+
+def check_eeg(brain: torch.Tensor, config: EEGMAEConfig, owner: str) -> None:
+    """Refuse EEG of the wrong (channels, times) shape or with NaN/Inf values, saying what was expected."""
+    want = (config.n_channels, config.n_times)
+    if brain.ndim != 3 or tuple(brain.shape[1:]) != want:
+        raise ValueError(f"{owner} expects EEG of shape (batch, {want[0]} channels, {want[1]} times), got "
+                         f"{tuple(brain.shape)}: use data with the same channels and window length as the model "
+                         "(data.n_channels / data.n_times / resampling)")
+    if not torch.isfinite(brain).all():
+        bad = (~torch.isfinite(brain.flatten(1))).any(1).nonzero().flatten().tolist()
+        raise ValueError(f"EEG contains NaN or Inf values (batch rows {bad[:10]}); clean or interpolate them first")
+
+
+def load_pretrained_encoder(path: str | Path, config: EEGMAEConfig) -> EEGEncoder:
+    """Build an :class:`EEGEncoder` for ``config`` and load it from a :class:`MaskedSignalPretraining` checkpoint.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the checkpoint holds no pre-trained encoder, or one of another size / channel count.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"pre-trained encoder checkpoint '{path}' not found (model.encoder_checkpoint); "
+                                "run `brain2img fit --config conf/dreamdiffusion/pretrain_simulated.yaml` first")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = ckpt.get("state_dict", ckpt)
+    enc_state = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    if not enc_state:
+        raise ValueError(f"checkpoint '{path}' holds no pre-trained EEG encoder (no '{ENCODER_PREFIX}*' weights): "
+                         "expected a MaskedSignalPretraining checkpoint")
+    saved = ckpt.get("hyper_parameters", {})
+    encoder = EEGEncoder(config)
+    own = encoder.state_dict()
+    wrong = {k: (tuple(v.shape), tuple(own[k].shape)) for k, v in enc_state.items()
+             if k in own and v.shape != own[k].shape}
+    missing = sorted(set(own) - set(enc_state) - {"mask_token"})  # the encoder's unused reference mask token
+    if wrong or missing:
+        detail = "; ".join(f"{k}: checkpoint {a} vs model {b}" for k, (a, b) in list(wrong.items())[:4])
+        raise ValueError(f"checkpoint '{path}' (brain_shape {saved.get('brain_shape')}, encoder "
+                         f"{saved.get('encoder')}) does not fit the encoder for ({config.n_channels} channels, "
+                         f"{config.n_times} times, width {config.embed_dim}, depth {config.depth}): {detail}"
+                         f"{' missing ' + ', '.join(missing[:4]) if missing else ''}")
+    encoder.load_state_dict(enc_state, strict=True)
+    return encoder
