@@ -145,6 +145,15 @@ def test_generator_cache_reused_and_config_change_retrains(tmp_path, monkeypatch
     assert len(list(tmp_path.iterdir())) == 3
 
 
+def test_generator_cut_by_time_budget_is_used_but_not_cached(tmp_path):
+    images, features = _data()
+    with pytest.warns(UserWarning, match="NOT cached"):
+        model = load_or_train_generator(images, features, dict(TINY_RUN, time_budget_s=1e-9), tmp_path,
+                                        progress=False)
+    assert model.train_stats["vae_steps"] < TINY_RUN.get("vae_steps", 400)
+    assert not any(tmp_path.iterdir())
+
+
 def test_generator_rejects_bad_inputs():
     images, features = _data()
     with pytest.raises(ValueError, match="image_size=16"):

@@ -4,9 +4,9 @@ Stage 1 trains the ``AutoencoderKL`` on random crops (and flips) of the images: 
 KL term; the latent scale is then set so the training latents have unit variance. Stage 2 trains the UNet and the
 conditioner on posterior samples of those latents, conditioned on the image features, with a fraction of the
 conditions replaced by the learned null tokens (classifier-free guidance). Both stages use AdamW with warm-up and a
-cosine decay over the step count. ``time_budget_s`` is a safety cap: a stage that runs past its share stops early
-with a warning (on a machine much slower than 2 free CPU cores). Everything is seeded: with the step counts
-reached, the result is identical across runs.
+cosine decay over the step count. Everything is seeded and runs a fixed number of steps, so the result is identical
+across runs whatever the machine's load. ``time_budget_s`` is an optional cap (off by default): a stage that runs past
+its share stops early with a warning, and such a generator is used for that run but never cached.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from brain2img.diffusion.tiny import TinyConfig, build_tiny
 STATE_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 
+NOT_HASHED = ("time_budget_s", "vae_budget_fraction")  # caps only: a cached generator ran all its steps
 
 def _check_inputs(images: torch.Tensor, features: torch.Tensor, cfg: TinyConfig) -> None:
     size = cfg.image_size
@@ -55,7 +56,7 @@ def _flip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
-def _run_stage(name: str, params: list, lr: float, steps: int, budget_s: float, cfg: TinyConfig, loss_fn: Any,
+def _run_stage(name: str, params: list, lr: float, steps: int, budget_s: float | None, cfg: TinyConfig, loss_fn: Any,
                progress: bool, ema_decay: float = 0.0) -> dict[str, float]:
     """Optimise ``loss_fn(step)`` for ``steps`` steps or ``budget_s`` seconds, whichever ends first.
 
@@ -66,7 +67,7 @@ def _run_stage(name: str, params: list, lr: float, steps: int, budget_s: float, 
     start, done, losses = time.perf_counter(), 0, []
     bar = tqdm(total=steps, desc=f"tiny generator: {name}", disable=not progress, leave=False)
     for step in range(steps):
-        if time.perf_counter() - start >= budget_s:
+        if budget_s is not None and step > 0 and time.perf_counter() - start >= budget_s:  # at least one step
             break
         for group in opt.param_groups:
             group["lr"] = lr * _lr_factor(step / steps, step, cfg.warmup_steps)
@@ -127,7 +128,8 @@ def train_generator(
         return F.l1_loss(rec, x) + F.mse_loss(rec, x) + cfg.kl_weight * kl
 
     stats = _run_stage("vae", list(vae.parameters()), cfg.vae_lr, cfg.vae_steps,
-                       cfg.time_budget_s * cfg.vae_budget_fraction, cfg, vae_loss, progress)
+                       None if cfg.time_budget_s is None else cfg.time_budget_s * cfg.vae_budget_fraction, cfg,
+                       vae_loss, progress)
     vae.eval().requires_grad_(False)
     with torch.no_grad():
         views = [images, images.flip(-1)] if cfg.flip else [images]
@@ -152,7 +154,7 @@ def train_generator(
         tokens = torch.where(drop.view(-1, 1, 1), model.null_tokens(len(idx)), tokens)
         return model.denoising_loss(latents, tokens, generator=gen, min_snr_gamma=cfg.min_snr_gamma or None)
 
-    remaining = max(1.0, cfg.time_budget_s - (time.perf_counter() - t0))
+    remaining = None if cfg.time_budget_s is None else max(1.0, cfg.time_budget_s - (time.perf_counter() - t0))
     stats |= _run_stage("unet", params, cfg.unet_lr, cfg.unet_steps, remaining, cfg, unet_loss, progress,
                         ema_decay=cfg.ema_decay)
     model.eval().requires_grad_(False)
@@ -163,13 +165,15 @@ def train_generator(
 
 
 def cache_key(images: torch.Tensor, config: TinyConfig | dict[str, Any] | None) -> str:
-    """SHA-256 (first 16 hex digits) of the training images (float32 bytes and shape) and every config value."""
+    """SHA-256 (first 16 hex digits) of the training images (float32 bytes and shape) and every config value except
+    the time cap (only generators that ran all their steps are cached, so the cap cannot change a cached one)."""
     cfg = TinyConfig.from_dict(config)
     h = hashlib.sha256()
     arr = images.detach().float().cpu().contiguous().numpy()
     h.update(str(arr.shape).encode())
     h.update(arr.tobytes())
-    h.update(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    recipe = {k: v for k, v in cfg.to_dict().items() if k not in NOT_HASHED}
+    h.update(json.dumps(recipe, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -206,6 +210,12 @@ def load_or_train_generator(
     if (folder / CONFIG_FILE).is_file():
         return load_generator(folder)
     model = train_generator(images, features, cfg, progress=progress)
+    stats = model.train_stats
+    if stats["vae_steps"] < cfg.vae_steps or stats["unet_steps"] < cfg.unet_steps:
+        warnings.warn(f"tiny generator stopped early by time_budget_s={cfg.time_budget_s} (vae "
+                      f"{stats.get('vae_steps')}/{cfg.vae_steps}, unet {stats.get('unet_steps')}/{cfg.unet_steps} "
+                      "steps): it is used for this run but NOT cached, so the next run trains it again", stacklevel=2)
+        return model
     folder.mkdir(parents=True, exist_ok=True)
     _atomic_write(folder / STATE_FILE, lambda p: torch.save(model.state_dict(), p))
     meta = {"config": cfg.to_dict(), "latent_scale": model.scaling_factor, "n_images": len(images),

@@ -29,7 +29,8 @@ class TinyConfig:
     Training (``brain2img.diffusion.generator``): ``vae_steps`` AdamW steps on random ``vae_crop``² patches (L1 +
     MSE + ``kl_weight`` KL), then ``unet_steps`` on latents conditioned on the features with ``cond_dropout`` of
     the conditions replaced by the learned null tokens and Min-SNR loss weights (``min_snr_gamma``, 0 = off);
-    cosine learning-rate decay; ``time_budget_s`` caps the whole run (split ``vae_budget_fraction`` / rest between
+    cosine learning-rate decay; ``time_budget_s`` (``None``, the default: no cap) caps the whole run (split
+    ``vae_budget_fraction`` / rest between
     the stages; a stage that reaches its share stops early with a warning).
     """
 
@@ -68,7 +69,7 @@ class TinyConfig:
     flip: bool = True
     warmup_steps: int = 50
     seed: int = 0
-    time_budget_s: float = 120.0
+    time_budget_s: float | None = None
     vae_budget_fraction: float = 0.25
 
     def __post_init__(self) -> None:
