@@ -10,6 +10,7 @@ import torch
 from brain2img.data import schema
 from brain2img.encoders.image_features import EfficientNetLite0Features
 from brain2img.metrics import ReconstructionMetrics
+from brain2img.metrics.classifiers import build_feature_net
 
 
 class ReconstructionMethod(L.LightningModule):
@@ -23,7 +24,9 @@ class ReconstructionMethod(L.LightningModule):
     Args:
         brain_shape: shape of one brain sample, ``(n_voxels,)`` or ``(n_channels, n_times)``; linked from the
             datamodule by the CLI and stored in checkpoints, so data of another shape is refused.
-        metrics: keyword arguments of :class:`~brain2img.metrics.ReconstructionMetrics`.
+        metrics: keyword arguments of :class:`~brain2img.metrics.ReconstructionMetrics`, plus ``classifier``: the
+            feature net's settings for :func:`~brain2img.metrics.classifiers.build_feature_net` (default: the
+            method's EfficientNet-Lite0 image encoder, or a fresh one).
         seed: seed of the sampling noise at test/predict time (same seed, same images).
     """
 
@@ -64,10 +67,15 @@ class ReconstructionMethod(L.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         """Create the metrics on the right device, reusing the method's image encoder as feature net if it has one."""
-        feature_net = getattr(self, "image_encoder", None)
-        if not isinstance(feature_net, EfficientNetLite0Features):
-            feature_net = None  # e.g. a CLIP encoder: no ImageNet logits; the metrics build their own classifier
-        self.test_metrics = ReconstructionMetrics(feature_net=feature_net, **self.metric_kwargs).to(self.device)
+        kwargs = dict(self.metric_kwargs)
+        classifier = kwargs.pop("classifier", None)
+        if classifier is not None:  # e.g. {"kind": "torchvision", "name": "vit_h_14", "weights_path": ...}
+            feature_net = build_feature_net(**classifier)
+        else:
+            feature_net = getattr(self, "image_encoder", None)
+            if not isinstance(feature_net, EfficientNetLite0Features):
+                feature_net = None  # e.g. a CLIP encoder: no ImageNet logits; the metrics build their own classifier
+        self.test_metrics = ReconstructionMetrics(feature_net=feature_net, **kwargs).to(self.device)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         """Reconstruct, update the metrics and return images for the grid callback."""
