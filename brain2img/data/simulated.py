@@ -90,7 +90,7 @@ class SimulatedDataModule(BrainImageDataModule):
         self,
         modality: str = "fmri",
         subject: int = 0,
-        n_stimuli: int = 240,
+        n_stimuli: int = 400,
         image_size: int = 64,
         n_repeats: int = 3,
         snr: float = 1.0,

@@ -44,7 +44,7 @@ class SimulatedEEGCorpus(LightningDataModule):
         self,
         subjects: Sequence[int] = (0, 1, 2, 3, 4, 5),
         splits: Sequence[str] = ("train",),
-        n_stimuli: int = 240,
+        n_stimuli: int = 400,
         image_size: int = 64,
         n_repeats: int = 3,
         snr: float = 1.0,

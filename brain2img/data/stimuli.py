@@ -89,7 +89,7 @@ def _colour_jitter(image: np.ndarray, strength: float, rng: np.random.Generator)
 
 
 def make_stimuli(
-    n_stimuli: int = 240,
+    n_stimuli: int = 400,
     image_size: int = 64,
     seed: int = 0,
     scale_range: tuple[float, float] = (0.2, 1.0),
