@@ -56,11 +56,14 @@ def test_configs_print(name, method, capsys):
 
 
 def test_pretrain_config_fast_dev_run(tmp_path, cache_dir):
-    main([*_pretrain_args(tmp_path, cache_dir), "--trainer.fast_dev_run=true"])
+    main([*_pretrain_args(tmp_path, cache_dir), "--trainer.fast_dev_run=true",
+          f"--trainer.default_root_dir={tmp_path}"])
 
 
 def test_finetune_config_fast_dev_run(tmp_path, cache_dir):
-    main([*_finetune_args(tmp_path, cache_dir, None), "--trainer.fast_dev_run=true"])
+    main([*_finetune_args(tmp_path, cache_dir, None), "--trainer.fast_dev_run=true",
+          f"--trainer.default_root_dir={tmp_path}"])  # fast_dev_run has no logger: outputs go to the root dir
+    assert (tmp_path / "metrics_test.json").is_file()
 
 
 def test_pretrain_finetune_predict_round_trip(tmp_path, cache_dir):
