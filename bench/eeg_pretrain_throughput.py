@@ -1,0 +1,459 @@
+"""Benchmark: DreamDiffusion training throughput (EEG masked-signal pre-training; fine-tuning conditioning).
+
+Cases (``--cases``; the defaults depend on ``--device``):
+
+- ``tiny_pretrain`` / ``paper_pretrain``: one full pre-training step of :class:`MaskedEEGAutoencoder` (the ``tiny`` or
+  ``paper`` preset): forward with mask ratio 0.75 (encoder on CLS + kept tokens, decoder on CLS + all tokens, MSE on
+  masked tokens), backward, gradient clipping at 0.8 (the pre-training config) and an AdamW step with the MAE
+  parameter groups (betas 0.9 / 0.95, weight decay 0.05).
+- ``paper_finetune``: the encoder + conditioning part of one DreamDiffusion fine-tuning step: the paper EEG encoder
+  on all 128 tokens -> ``TokenMapper(128, 1024, 77, 768)`` (cross-attention tokens) and
+  ``TokenPooler(128, 1024, 768)`` with the CLIP-alignment loss ``1 - cos`` against fixed random image embeddings;
+  backward, clipping at 0.5 (the fine-tuning config) and an AdamW step over encoder, mapper and pooler. The Stable
+  Diffusion UNet cannot be loaded offline, so its cost is NOT measured: its gradient with respect to the 77 x 768
+  tokens is stood in for by a fixed random tensor (surrogate loss ``sum(tokens * g)``), so that the mapper's backward
+  runs as in real training.
+
+Defaults: CPU runs ``tiny_pretrain`` at batch 64 and ``paper_pretrain`` at batch 4 in float32 (foreach AdamW) and
+prints their samples/s ratio; CUDA runs ``paper_pretrain`` at batch 100 (the reference batch) and ``paper_finetune``
+at batch 25 in bf16 autocast with fused AdamW. Inputs are random tensors made once on the device (data loading is
+not measured).
+
+Timing: after warm-up (at least ``--warmup`` steps and ``--warmup_s`` seconds), one step is timed to choose
+``k`` steps per repeat (at least ``--min_repeat_s`` seconds); each of ``--repeats`` repeats times ``k`` consecutive
+steps with ``time.perf_counter`` between device synchronisations (``torch.cuda.synchronize`` on CUDA). Reported: the
+median step time over repeats (and the min-max range), samples/s = batch / median step time.
+
+FLOPs per step, analytic (matmul-like operations only; 2 FLOPs per multiply-add; bias adds, norms, GELU, softmax,
+the loss and the optimiser are not counted)::
+
+    F = sum over weight matrices W of  6 * |W| * n_W          (forward 2 + input grad 2 + weight grad 2)
+      - 2 * |W_patch| * L                                      (the patch embedding's input, the EEG, needs no grad)
+      + sum over attention layers of  12 * n_l**2 * w_l        (QK^T and AV: 4 n^2 w forward, 8 n^2 w backward)
+
+per sample, times the batch, where ``n_W`` is the number of tokens (positions) the matrix is applied to, ``n_l`` the
+sequence length of attention layer ``l`` and ``w_l`` its width. Pre-training: ``L = n_times / patch_size`` tokens;
+the patch embedding (``C * patch_size * D`` weights) runs on all ``L`` tokens, the encoder's ``depth`` blocks
+(``4 D^2 + 2 D H`` matmul weights each, ``H = mlp_ratio * D``) and ``decoder_embed`` on ``n_e = 1 + int(L * (1 -
+mask_ratio))`` tokens, the decoder blocks and ``decoder_pred`` on ``n_d = 1 + L`` tokens. Fine-tuning: the encoder
+runs on ``L`` tokens (no CLS); the mapper's 1x1 convolutions over the token axis are matrices applied at ``D``
+positions, its ``dim_mapper`` at 77 tokens, the pooler's convolution at ``D`` positions and its projection once.
+Cross-check: one extra (untimed) step under ``torch.utils.flop_counter.FlopCounterMode``; on the CPU that step uses
+the math attention backend, since the counter has no formula for the CPU flash-attention kernel.
+
+MFU = analytic FLOPs per step / median step time / (``--peak_tflops`` x 1e12); the peak defaults to 989 TFLOP/s
+(H100 SXM dense bf16) on CUDA and is not applied on the CPU unless given.
+
+Examples::
+
+    .venv/bin/python bench/eeg_pretrain_throughput.py                     # CPU, 2 threads, 1-2 min
+    .venv/bin/python bench/eeg_pretrain_throughput.py --device cuda       # GPU: paper b100 + fine-tuning b25, bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from brain2img.diffusion.token_maps import TokenMapper, TokenPooler  # noqa: E402
+from brain2img.encoders.eeg_mae import EEGEncoder, EEGMAEConfig, MaskedEEGAutoencoder, eeg_mae_config  # noqa: E402
+from brain2img.optim import decay_groups  # noqa: E402
+
+CASES = ("tiny_pretrain", "paper_pretrain", "paper_finetune")
+DEFAULT_CASES = {"cpu": ("tiny_pretrain", "paper_pretrain"), "cuda": ("paper_pretrain", "paper_finetune")}
+DEFAULT_BATCH = {"cpu": {"tiny_pretrain": 64, "paper_pretrain": 4, "paper_finetune": 2},
+                 "cuda": {"tiny_pretrain": 64, "paper_pretrain": 100, "paper_finetune": 25}}
+H100_SXM_BF16_DENSE_TFLOPS = 989.0
+MASK_RATIO = 0.75
+SD_TOKENS, SD_TOKEN_DIM, CLIP_DIM = 77, 768, 768  # SD 1.5 cross-attention tokens; CLIP ViT-L/14 image embedding
+PRETRAIN_CLIP, FINETUNE_CLIP = 0.8, 0.5  # gradient_clip_val of conf/dreamdiffusion/{pretrain,finetune}_simulated.yaml
+
+
+@dataclass
+class Case:
+    """One benchmarked training step.
+
+    Attributes:
+        name: case name (a key of ``CASES``).
+        preset: EEG encoder preset.
+        batch: samples per step.
+        step: runs one full training step (no host synchronisation inside).
+        count_step: one forward + backward (no optimiser step), for the FLOP counter.
+        flops: analytic FLOPs of one step.
+        params: trainable parameters.
+        tokens: description of the sequence lengths.
+    """
+
+    name: str
+    preset: str
+    batch: int
+    step: Callable[[], torch.Tensor]
+    count_step: Callable[[], torch.Tensor]
+    flops: int
+    params: int
+    tokens: str
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--cases", nargs="+", choices=CASES, default=None,
+                    help="steps to time (default: tiny_pretrain paper_pretrain on cpu, paper_pretrain "
+                         "paper_finetune on cuda)")
+    ap.add_argument("--tiny_batch", type=int, default=None, help="batch of tiny_pretrain (default 64)")
+    ap.add_argument("--paper_batch", type=int, default=None, help="batch of paper_pretrain (cpu 4, cuda 100)")
+    ap.add_argument("--finetune_batch", type=int, default=None, help="batch of paper_finetune (cpu 2, cuda 25)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                    help="fp32, or bf16 autocast (default: bf16 on cuda, fp32 on cpu)")
+    ap.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
+                    help="fused AdamW (default: on for cuda, off (foreach) for cpu)")
+    ap.add_argument("--no_clip", action="store_true", help="skip gradient-norm clipping")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (torch.set_num_threads)")
+    ap.add_argument("--warmup", type=int, default=3, help="minimum warm-up steps per case")
+    ap.add_argument("--warmup_s", type=float, default=1.0, help="minimum warm-up seconds per case")
+    ap.add_argument("--repeats", type=int, default=7, help="timed repeats per case (the median is reported)")
+    ap.add_argument("--min_repeat_s", type=float, default=0.5, help="each repeat runs enough steps to last this long")
+    ap.add_argument("--peak_tflops", type=float, default=None,
+                    help=f"peak dense TFLOP/s for MFU (default {H100_SXM_BF16_DENSE_TFLOPS:g} = H100 SXM bf16 on "
+                         "cuda; no MFU on cpu unless given)")
+    ap.add_argument("--no_flop_counter", action="store_true", help="skip the FlopCounterMode cross-check step")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    for name in ("tiny_batch", "paper_batch", "finetune_batch", "threads", "repeats"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            ap.error(f"--{name} must be >= 1, got {value}")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------------- FLOP counting
+def _block_weights(width: int, mlp_ratio: float) -> int:
+    """Matmul weights of one ViT block: qkv 3 w^2, proj w^2, fc1 + fc2 2 w h."""
+    return 4 * width * width + 2 * width * int(width * mlp_ratio)
+
+
+def pretrain_flops(cfg: EEGMAEConfig, batch: int, mask_ratio: float = MASK_RATIO) -> int:
+    """Analytic FLOPs of one masked-autoencoder training step (forward + backward); see the module docstring."""
+    length = cfg.n_tokens
+    n_enc, n_dec = 1 + int(length * (1 - mask_ratio)), 1 + length
+    patch = cfg.n_channels * cfg.patch_size * cfg.embed_dim
+    flops = 4 * patch * length
+    flops += 6 * cfg.depth * _block_weights(cfg.embed_dim, cfg.mlp_ratio) * n_enc
+    flops += 6 * cfg.embed_dim * cfg.decoder_embed_dim * n_enc
+    flops += 6 * cfg.decoder_depth * _block_weights(cfg.decoder_embed_dim, cfg.mlp_ratio) * n_dec
+    flops += 6 * cfg.decoder_embed_dim * cfg.patch_size * cfg.n_channels * n_dec
+    flops += 12 * (cfg.depth * n_enc**2 * cfg.embed_dim + cfg.decoder_depth * n_dec**2 * cfg.decoder_embed_dim)
+    return batch * flops
+
+
+def finetune_flops(cfg: EEGMAEConfig, batch: int, n_out: int = SD_TOKENS, out_dim: int = SD_TOKEN_DIM,
+                   clip_dim: int = CLIP_DIM) -> int:
+    """Analytic FLOPs of the encoder + TokenMapper + TokenPooler forward + backward; see the module docstring."""
+    length, width = cfg.n_tokens, cfg.embed_dim
+    hidden = max(1, length // 2)
+    flops = 4 * cfg.n_channels * cfg.patch_size * width * length
+    flops += 6 * cfg.depth * _block_weights(width, cfg.mlp_ratio) * length
+    flops += 12 * cfg.depth * length**2 * width
+    flops += 6 * (length * hidden + hidden * n_out) * width  # channel_mapper: 1x1 convs at `width` positions
+    flops += 6 * width * out_dim * n_out  # dim_mapper
+    flops += 6 * length * width + 6 * width * clip_dim  # TokenPooler: token_pool conv, proj on one vector
+    return batch * flops
+
+
+# ---------------------------------------------------------------------------------------------------- cases
+def _autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _optimizer_step(params: list[nn.Parameter], opt: torch.optim.Optimizer, clip: float | None) -> None:
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+    opt.step()
+
+
+def pretrain_case(name: str, preset: str, batch: int, device: torch.device, precision: str, fused: bool,
+                  clip: bool) -> Case:
+    """A MaskedEEGAutoencoder pre-training step (MAE groups, AdamW betas 0.9 / 0.95, weight decay 0.05)."""
+    cfg = eeg_mae_config(preset, mask_ratio=MASK_RATIO)
+    model = MaskedEEGAutoencoder(cfg).to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(decay_groups(model.named_parameters(), 0.05), lr=2.5e-4, betas=(0.9, 0.95), fused=fused)
+    x = torch.randn(batch, cfg.n_channels, cfg.n_times, device=device)
+
+    def forward_backward() -> torch.Tensor:
+        with _autocast(device, precision):
+            loss, _, _ = model(x)
+        loss.backward()
+        return loss
+
+    def step() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = forward_backward()
+        _optimizer_step(params, opt, PRETRAIN_CLIP if clip else None)
+        return loss
+
+    def count_step() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        return forward_backward()
+
+    n_enc = 1 + int(cfg.n_tokens * (1 - MASK_RATIO))
+    return Case(name, preset, batch, step, count_step, pretrain_flops(cfg, batch), sum(p.numel() for p in params),
+                f"enc {n_enc}, dec {cfg.n_tokens + 1}")
+
+
+def finetune_case(batch: int, device: torch.device, precision: str, fused: bool, clip: bool, seed: int) -> Case:
+    """Encoder (paper) -> TokenMapper + TokenPooler with the CLIP loss and a stand-in UNet token gradient."""
+    cfg = eeg_mae_config("paper")
+    encoder = EEGEncoder(cfg)
+    mapper = TokenMapper(cfg.n_tokens, cfg.embed_dim, SD_TOKENS, SD_TOKEN_DIM)
+    pooler = TokenPooler(cfg.n_tokens, cfg.embed_dim, CLIP_DIM)
+    model = nn.ModuleDict({"encoder": encoder, "mapper": mapper, "pooler": pooler}).to(device).train()
+    # the reference encoder's unused mask_token never gets a gradient; AdamW skips it
+    params = [p for n, p in model.named_parameters() if p.requires_grad and not n.endswith("mask_token")]
+    opt = torch.optim.AdamW(params, lr=5.3e-5, weight_decay=0.01, fused=fused)
+    gen = torch.Generator(device=device).manual_seed(seed + 1)
+    x = torch.randn(batch, cfg.n_channels, cfg.n_times, device=device, generator=gen)
+    clip_target = torch.randn(batch, CLIP_DIM, device=device, generator=gen)
+    unet_grad = torch.randn(batch, SD_TOKENS, SD_TOKEN_DIM, device=device, generator=gen) * 1e-4
+
+    def forward_backward() -> torch.Tensor:
+        with _autocast(device, precision):
+            hidden = encoder(x)
+            tokens = mapper(hidden)
+            clip_pred = pooler(hidden)
+        clip_loss = 1.0 - F.cosine_similarity(clip_pred.float(), clip_target, dim=-1).mean()
+        loss = clip_loss + (tokens.float() * unet_grad).sum()  # d loss / d tokens = the stand-in UNet gradient
+        loss.backward()
+        return loss
+
+    def step() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = forward_backward()
+        _optimizer_step(params, opt, FINETUNE_CLIP if clip else None)
+        return loss
+
+    def count_step() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        return forward_backward()
+
+    return Case("paper_finetune", "paper", batch, step, count_step, finetune_flops(cfg, batch),
+                sum(p.numel() for p in params), f"enc {cfg.n_tokens} -> {SD_TOKENS}x{SD_TOKEN_DIM} + 1x{CLIP_DIM}")
+
+
+def build_case(name: str, args: argparse.Namespace, device: torch.device) -> Case:
+    torch.manual_seed(args.seed)
+    if name == "tiny_pretrain":
+        return pretrain_case(name, "tiny", args.tiny_batch, device, args.precision, args.fused, not args.no_clip)
+    if name == "paper_pretrain":
+        return pretrain_case(name, "paper", args.paper_batch, device, args.precision, args.fused, not args.no_clip)
+    return finetune_case(args.finetune_batch, device, args.precision, args.fused, not args.no_clip, args.seed)
+
+
+# ---------------------------------------------------------------------------------------------------- timing
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_case(case: Case, args: argparse.Namespace, device: torch.device) -> tuple[list[float], int, float]:
+    """Warm up, then time ``repeats`` blocks of ``k`` steps; per-step seconds of each block, ``k`` and the loss."""
+    t0, done = time.perf_counter(), 0
+    while done < args.warmup or time.perf_counter() - t0 < args.warmup_s:
+        case.step()
+        done += 1
+    sync(device)
+    t0 = time.perf_counter()
+    case.step()
+    sync(device)
+    k = max(1, math.ceil(args.min_repeat_s / (time.perf_counter() - t0)))
+    per_step = []
+    for _ in range(args.repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(k):
+            loss = case.step()
+        sync(device)
+        per_step.append((time.perf_counter() - t0) / k)
+    return per_step, k, float(loss.detach().float())
+
+
+def counted_flops(case: Case, device: torch.device) -> int:
+    """FLOPs of one forward + backward by ``FlopCounterMode`` (math attention on the CPU, see the docstring)."""
+    backend = sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()
+    counter = FlopCounterMode(display=False)
+    with backend, counter:
+        case.count_step()
+    sync(device)
+    return counter.get_total_flops()
+
+
+# ---------------------------------------------------------------------------------------------------- report
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def machine(device: torch.device) -> str:
+    dev = "cpu"
+    if device.type == "cuda":
+        dev = f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return (f"{platform.platform()} | CPU {cpu_model()} | os.cpu_count()={os.cpu_count()} | "
+            f"torch {torch.__version__} threads={torch.get_num_threads()} | device {dev}")
+
+
+def resolve_defaults(args: argparse.Namespace, device: torch.device) -> None:
+    kind = device.type
+    args.cases = tuple(args.cases or DEFAULT_CASES[kind])
+    for flag, case in (("tiny_batch", "tiny_pretrain"), ("paper_batch", "paper_pretrain"),
+                       ("finetune_batch", "paper_finetune")):
+        if getattr(args, flag) is None:
+            setattr(args, flag, DEFAULT_BATCH[kind][case])
+    args.precision = args.precision or ("bf16" if kind == "cuda" else "fp32")
+    args.fused = (kind == "cuda") if args.fused is None else args.fused
+    if args.peak_tflops is None and kind == "cuda":
+        args.peak_tflops = H100_SXM_BF16_DENSE_TFLOPS
+
+
+def check_device(device: torch.device, precision: str) -> None:
+    """Fail clearly when the requested device cannot run."""
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device {device}: CUDA is not available (torch {torch.__version__}, built for CUDA "
+                             f"{torch.version.cuda}, torch.cuda.is_available() is False); run this on a machine with "
+                             "an NVIDIA GPU and a working driver, or use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise SystemExit(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        if precision == "bf16" and not torch.cuda.is_bf16_supported():
+            raise SystemExit(f"--device {device} ({torch.cuda.get_device_name(device)}) does not support bf16; "
+                             "use --precision fp32")
+    elif device.type != "cpu":
+        raise SystemExit(f"--device must be cpu, cuda or cuda:N, got {device}")
+
+
+@dataclass
+class Result:
+    """Timings of one case (``per_step``: seconds per step of each repeat; ``counted``: FlopCounterMode FLOPs)."""
+
+    name: str
+    batch: int
+    params: int
+    tokens: str
+    flops: int
+    per_step: list[float]
+    steps_per_repeat: int
+    counted: int | None
+    loss: float
+    peak_mem_gib: float | None
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.per_step)
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.batch / self.median_s
+
+
+def report(results: list[Result], peak_tflops: float | None) -> None:
+    """Print the Markdown table, the FLOP cross-check and the tiny / paper ratio."""
+    print(f"\n| {'case':<15} | {'batch':>5} | {'params':>7} | {'tokens/sample':<30} | {'step ms (median)':>16} | "
+          f"{'min-max ms':>17} | {'samples/s':>9} | {'GFLOP/step':>10} | {'TFLOP/s':>7} | {'MFU':>6} |")
+    print("|" + "|".join("-" * w for w in (17, 7, 9, 32, 18, 19, 11, 12, 9, 8)) + "|")
+    for r in results:
+        tflops = r.flops / r.median_s / 1e12
+        mfu = f"{tflops / peak_tflops:6.1%}" if peak_tflops else f"{'n/a':>6}"
+        spread = f"{min(r.per_step) * 1e3:.2f}-{max(r.per_step) * 1e3:.2f}"
+        print(f"| {r.name:<15} | {r.batch:>5} | {r.params / 1e6:6.1f}M | {r.tokens:<30} | {r.median_s * 1e3:16.2f} | "
+              f"{spread:>17} | {r.samples_per_s:9.1f} | {r.flops / 1e9:10.4g} | {tflops:7.4g} | {mfu} |")
+
+    print("\nFLOPs per step, analytic vs torch.utils.flop_counter.FlopCounterMode (one forward + backward):")
+    for r in results:
+        counted = "skipped" if r.counted is None else (
+            f"{r.counted / 1e9:.4g} GFLOP (analytic / counted = {r.flops / r.counted:.4f})")
+        mem = "" if r.peak_mem_gib is None else f", peak memory {r.peak_mem_gib:.2f} GiB"
+        print(f"  {r.name}: analytic {r.flops / 1e9:.4g} GFLOP, counted {counted}; {r.steps_per_repeat} step(s) per "
+              f"repeat, last loss {r.loss:.4f}{mem}")
+
+    by_name = {r.name: r for r in results}
+    if "tiny_pretrain" in by_name and "paper_pretrain" in by_name:
+        tiny, paper = by_name["tiny_pretrain"], by_name["paper_pretrain"]
+        flop_ratio = (paper.flops / paper.batch) / (tiny.flops / tiny.batch)
+        print(f"\nratio: tiny_pretrain / paper_pretrain samples/s = {tiny.samples_per_s / paper.samples_per_s:.1f} "
+              f"(the paper step needs {flop_ratio:.0f}x the FLOPs per sample)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as err:
+        raise SystemExit(f"--device: not a torch device: {args.device!r} ({err})") from err
+    resolve_defaults(args, device)
+    check_device(device, args.precision)
+    torch.set_num_threads(args.threads)
+    if device.type == "cuda":
+        if device.index is None:  # "cuda" -> "cuda:<current>", so that every CUDA call gets an index
+            device = torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(device)
+
+    print("command:", "python " + " ".join([os.path.relpath(sys.argv[0])] + (argv or sys.argv[1:])))
+    print("machine:", machine(device))
+    print(f"load average (1/5/15 min) at start: {load_average()}")
+    print(f"settings: precision={args.precision} fused_adamw={args.fused} grad_clip={not args.no_clip} "
+          f"mask_ratio={MASK_RATIO} warmup>={args.warmup} steps and >={args.warmup_s:g} s, "
+          f"median of {args.repeats} repeats of >={args.min_repeat_s:g} s; peak="
+          f"{f'{args.peak_tflops:g} TFLOP/s' if args.peak_tflops else 'n/a (no MFU)'}")
+    if "paper_finetune" in args.cases:
+        print("note: paper_finetune = EEG encoder + TokenMapper + TokenPooler (CLIP loss) only; the Stable Diffusion "
+              "UNet is not loaded (offline) and its cost is NOT measured (a fixed random tensor stands in for its "
+              "gradient w.r.t. the conditioning tokens)")
+
+    results = []
+    for name in args.cases:
+        case = build_case(name, args, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        per_step, k, loss = time_case(case, args, device)
+        counted = None if args.no_flop_counter else counted_flops(case, device)
+        mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        results.append(Result(case.name, case.batch, case.params, case.tokens, case.flops, per_step, k, counted,
+                              loss, mem))
+        del case
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    report(results, args.peak_tflops)
+    print(f"load average (1/5/15 min) at end: {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
