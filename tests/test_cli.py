@@ -81,3 +81,33 @@ def test_missing_sd_weights_folder_is_named(tmp_path, cache_dir):
     args[args.index("--model.init_args.backbone") + 1] = json.dumps({"preset": "sd", "path": str(tmp_path / "nope")})
     with pytest.raises((FileNotFoundError, ValueError), match="nope. not found: set model.backbone.path"):
         main(["fit", *args])
+
+
+@pytest.mark.parametrize("logger", ["wandb", "tensorboard"])
+def test_logger_configs_write_offline(logger, tmp_path, cache_dir, monkeypatch):
+    """W&B (offline, no account) and TensorBoard by config: the run logs its metrics and the reconstruction grid."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    args = _tiny_args(tmp_path, cache_dir)
+    main(["fit", *args, "--config", str(ROOT / "conf" / "logger" / f"{logger}.yaml"),
+          f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"])
+    if logger == "wandb":
+        import wandb
+
+        wandb.finish()  # what the end of a CLI process does
+        runs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
+        records = list(runs[0].glob("run-*.wandb")) if len(runs) == 1 else []
+        assert records and b"test/two_way" in records[0].read_bytes()  # the offline run holds the test metrics
+        assert list((runs[0] / "files" / "media").rglob("*.png"))  # the reconstruction grid
+    else:
+        events = list((tmp_path / "runs" / "brain2img").rglob("events.out.tfevents.*"))
+        assert events
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        tags = set()
+        for path in events:
+            acc = EventAccumulator(str(path))
+            acc.Reload()
+            tags |= set(acc.Tags()["scalars"]) | set(acc.Tags()["images"])
+        assert "test/two_way" in tags
