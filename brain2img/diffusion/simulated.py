@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from brain2img.data import schema
 from brain2img.diffusion.backbone import LatentDiffusion
 from brain2img.diffusion.generator import load_or_train_generator
 from brain2img.diffusion.tiny import TinyConfig, build_tiny
@@ -26,8 +25,8 @@ TRAIN_SPLITS = ("train", "val")
 def collect_stimulus_images(source: Any, splits: tuple[str, ...] = TRAIN_SPLITS) -> torch.Tensor:
     """The distinct stimulus images a generator may train on, ``(N, 3, H, W)`` in ``[0, 1]``.
 
-    ``source`` is an image tensor / array, a datamodule with ``stimulus_images(split)`` (train + validation
-    stimuli, never test), or a datamodule whose ``train_dataloader()`` yields schema batches (unique stimulus ids).
+    ``source`` is an image tensor / array or a datamodule with ``stimulus_images(split)`` (train + validation
+    stimuli, never test).
     """
     if isinstance(source, torch.Tensor | np.ndarray):
         return torch.as_tensor(source).float()
@@ -36,14 +35,8 @@ def collect_stimulus_images(source: Any, splits: tuple[str, ...] = TRAIN_SPLITS)
         if len(images) == 0:
             raise ValueError(f"{type(source).__name__}.stimulus_images gave no images for splits {splits}")
         return torch.as_tensor(images).float()
-    if hasattr(source, "train_dataloader"):
-        seen: dict[int, torch.Tensor] = {}
-        for batch in source.train_dataloader():
-            for sid, image in zip(batch[schema.STIMULUS_ID].tolist(), batch[schema.IMAGE], strict=True):
-                seen.setdefault(int(sid), image.float())
-        return torch.stack([seen[k] for k in sorted(seen)])
     raise TypeError(f"cannot get training images from {type(source).__name__}: pass an image tensor or a datamodule "
-                    "with stimulus_images(split) or train_dataloader()")
+                    "with stimulus_images(split)")
 
 
 class TinySimulatedBackbone(LatentDiffusion):
