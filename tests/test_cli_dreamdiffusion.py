@@ -44,6 +44,7 @@ def _finetune_args(tmp_path: Path, cache_dir: str, encoder_checkpoint: str | Non
 @pytest.mark.parametrize(("name", "method"), [("pretrain_simulated.yaml", "MaskedSignalPretraining"),
                                               ("finetune_simulated.yaml", "DreamDiffusion"),
                                               ("pretrain_raw_eeg.yaml", "MaskedSignalPretraining"),
+                                              ("pretrain_eeg_imagenet.yaml", "MaskedSignalPretraining"),
                                               ("finetune_eeg_imagenet.yaml", "DreamDiffusion")])
 def test_configs_print(name, method, capsys):
     with pytest.raises(SystemExit) as exc:
