@@ -1,0 +1,494 @@
+"""The Natural Scenes Dataset (NSD, Allen et al. 2022) from the files it ships, or from MindEye2's re-packaging.
+
+The file formats are described (and read) in :mod:`brain2img.data.nsd_files`. ``layout="nsd"`` reads the NSD tree:
+single-trial betas (``betas_fithrf_GLMdenoise_RR``, func1pt8mm, hdf5 or NIfTI) session by session, selects the
+voxels of a ROI (``nsdgeneral`` or streams labels; columns in C order of the NIfTI ``(X, Y, Z)`` grid, see
+:attr:`NSDDataModule.voxel_xyz`), divides by ``betas_scale`` (300: int16 -> percent signal change) and z-scores
+every voxel over the trials of each session (``zscore="session"``, ddof 0, as MindEye's per-session
+``StandardScaler``). The 73k id of beta row ``k`` of session ``s`` is the ``k``-th row of session ``s`` in
+``responses.tsv`` (rows are in presentation order; checked against ``subjectim[subject, masterordering[trial]]`` of
+``nsd_expdesign.mat``). ``layout="mindeye2"`` reads ``betas_all_subj0S_fp32_renorm.hdf5`` (nsdgeneral, already
+z-scored per session, so ``zscore`` defaults to ``"none"``), a behaviour ``.npy`` and the 224 px image hdf5; its
+rows are taken as the sessions stacked in order (row ``r`` = trial ``r % trials_per_session`` of session
+``r // trials_per_session + 1``), which is how ``sessions`` selects trials there.
+
+Splits (by image): test = the shared1000 images (``sharedix``) shown in the chosen sessions (982 images for the 37
+public sessions of subjects 1, 2, 5, 7), train = every other image, and val = a seeded ``val_fraction`` of the
+training images (never a test image). Training serves single trials. Val/test follow ``eval_repeats``:
+``"average"`` averages the voxels over an image's repeats (MindEye1, Takagi, Brain-Diffuser); ``"single"`` serves
+every trial with its ``stimulus_id``, which is what MindEye2 needs: it averages the *model outputs* over the
+repeats of an image, so a method reproducing MindEye2 must group its test outputs by ``stimulus_id`` and average.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from brain2img.data import nsd_files as nf
+from brain2img.data.base import BrainImageDataModule, TrialData
+from brain2img.data.splits import (
+    MANIFEST_NAME,
+    SPLITS,
+    build_manifest,
+    config_hash,
+    read_manifest,
+    sha256_file,
+    verify_checksums,
+    write_json_atomic,
+)
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1
+LAYOUTS = ("nsd", "mindeye2")
+BETAS_FORMATS = ("hdf5", "nifti")
+ZSCORE = ("session", "none")
+MAX_SESSIONS = 40
+ARRAYS = ("brain", "images", "trial_stimulus", "stimulus_ids", "labels", "trial_subject", "trial_session",
+          "trial_row")
+VOXEL_ORDER = "C order of the NIfTI (X, Y, Z) grid (x slowest, z fastest): np.flatnonzero(mask)"
+
+
+# --------------------------------------------------------------------------------------------------- pure functions
+def session_list(sessions: list[int] | int) -> list[int]:
+    """``n`` -> ``[1, ..., n]``; a list is checked (1-based, unique, at most 40) and sorted."""
+    out = list(range(1, int(sessions) + 1)) if isinstance(sessions, int) else sorted(int(s) for s in sessions)
+    if not out or out[0] < 1 or out[-1] > MAX_SESSIONS or len(set(out)) != len(out):
+        raise ValueError(f"sessions must be a count in 1..{MAX_SESSIONS} or a list of distinct session numbers in "
+                         f"1..{MAX_SESSIONS}, got {sessions!r}")
+    return out
+
+
+def roi_list(roi: str | list[str]) -> list[str]:
+    """A ROI name or a list of names, checked against :data:`brain2img.data.nsd_files.ROI_NAMES`, sorted."""
+    names = [roi] if isinstance(roi, str) else list(roi)
+    unknown = [n for n in names if n not in nf.ROI_NAMES]
+    if unknown or not names:
+        raise ValueError(f"unknown ROI name(s) {unknown or names!r}: valid names are {list(nf.ROI_NAMES)}")
+    return sorted(set(names))
+
+
+def zscore_session(x: np.ndarray, session: int, source: str, voxel_xyz: np.ndarray | None = None) -> np.ndarray:
+    """z-score every column of one session's ``(n_trials, n_voxels)`` betas over its trials (ddof 0).
+
+    Raises:
+        ValueError: a voxel is constant over the session (its z-score is undefined; never silently set to 0).
+    """
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    flat = np.flatnonzero(std == 0)
+    if len(flat):
+        j = int(flat[0])
+        where = f" (x, y, z) = {tuple(int(v) for v in voxel_xyz[j])}" if voxel_xyz is not None else ""
+        raise ValueError(f"betas of session {session} in '{source}': voxel column {j}{where} is constant over the "
+                         f"session's {len(x)} trials ({len(flat)} such voxel(s)), so it cannot be z-scored; choose "
+                         f"another ROI or zscore='none'")
+    return (x - mean) / std
+
+
+def nsd_splits(stimulus_ids: np.ndarray, shared_ids: np.ndarray, val_fraction: float, seed: int
+               ) -> dict[str, np.ndarray]:
+    """Stimulus positions of each split: test = shared images, val = a seeded fraction of the others, train = rest.
+
+    Args:
+        stimulus_ids: 73k id of each stimulus position.
+        shared_ids: 73k ids of the shared1000 images.
+        val_fraction: fraction of the non-shared images in val (at least one), ``0 < val_fraction < 1``.
+        seed: seed of the val draw.
+    """
+    is_test = np.isin(stimulus_ids, shared_ids)
+    test, rest = np.flatnonzero(is_test), np.flatnonzero(~is_test)
+    if not len(test):
+        raise ValueError("no shared1000 image ('sharedix' of nsd_expdesign.mat) was shown in the chosen sessions: the "
+                         "test split would be empty")
+    n_val = max(1, int(round(len(rest) * val_fraction)))
+    if len(rest) - n_val < 1:
+        raise ValueError(f"{len(rest)} non-shared images are too few for val_fraction={val_fraction}: no training "
+                         f"image would be left")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
+    val = np.sort(rng.choice(rest, size=n_val, replace=False))
+    return {"train": np.setdiff1d(rest, val).astype(np.int64), "val": val.astype(np.int64),
+            "test": test.astype(np.int64)}
+
+
+def _publish(tmp: Path, folder: Path) -> None:
+    """Move a fully written temporary folder into place (keep a complete one another process made meanwhile)."""
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if not (folder / MANIFEST_NAME).is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------- datamodule
+class NSDDataModule(BrainImageDataModule):
+    """NSD single-trial betas of one subject with their stimuli (see the module docstring).
+
+    ``prepare_data`` validates the source files, reads the betas one session at a time, and writes memory-mapped
+    ``.npy`` arrays (brain float32 ``(n_trials, n_voxels)``, images uint8) and a manifest (73k ids, trial ids,
+    sessions, repetitions per image, split, fingerprints of the sources and sha256 of the outputs) to
+    ``cache_dir/nsd-subjSS-<layout>-<hash>`` through a temporary folder and a rename. The hash covers this config and
+    the source fingerprints (sha256 of the small files; size + mtime + sha256 of the first and last MiB of the
+    multi-GB betas and stimulus files). A complete folder is reused.
+
+    Args:
+        root: the NSD root (``layout="nsd"``) or the MindEye2 dataset folder (``layout="mindeye2"``); every path
+            below that is not given is found under it.
+        subject: NSD subject 1..8.
+        layout: ``"nsd"`` (the NSD file tree) or ``"mindeye2"``.
+        sessions: a count ``n`` (sessions 1..n; 37 = the public set the papers used) or a list of sessions.
+        roi: ``"nsdgeneral"``, a streams label (``early``, ``midventral``, ``midlateral``, ``midparietal``,
+            ``ventral``, ``lateral``, ``parietal``) or a list of names (union). ``layout="mindeye2"``: nsdgeneral only.
+        betas_format: ``"hdf5"`` or ``"nifti"`` betas (``layout="nsd"``).
+        zscore: ``"session"`` (each voxel over each session's trials) or ``"none"``; ``None`` = ``"session"`` for
+            ``layout="nsd"`` and ``"none"`` for ``"mindeye2"`` (already z-scored; ``"session"`` there z-scores over
+            the session's trials listed in the behaviour file).
+        image_size: side of the served square images (PIL bicubic resize at prepare time).
+        val_fraction: fraction of the non-shared images in val.
+        trials_per_session: beta rows per session (750 in NSD).
+        betas_scale: raw betas are divided by it (300: NSD int16 -> percent signal change; ``layout="nsd"``).
+        betas_dir: folder of ``betas_sessionXX.{hdf5,nii.gz}``.
+        nsdgeneral_path: ``nsdgeneral.nii.gz``.
+        streams_path: ``streams.nii.gz``.
+        stimuli_path: ``nsd_stimuli.hdf5`` (``layout="nsd"``) or ``coco_images_224_float16.hdf5`` (``"mindeye2"``).
+        expdesign_path: ``nsd_expdesign.mat`` (both layouts: ``sharedix`` defines the test set).
+        responses_path: ``responses.tsv``.
+        mindeye2_betas_path: ``betas_all_subj0S_fp32_renorm.hdf5``.
+        mindeye2_behav_path: behaviour ``.npy`` (required for ``layout="mindeye2"``; see
+            :func:`brain2img.data.nsd_files.read_mindeye2_behav`).
+        seed: seed of the val draw and of the training shuffle.
+        batch_size: samples per batch.
+        num_workers: DataLoader worker processes.
+        cache_dir: folder for the prepared copies.
+        eval_repeats: val/test/predict samples: ``"average"`` (voxels averaged over an image's repeats) or
+            ``"single"`` (every trial; average model outputs per ``stimulus_id`` as MindEye2 does).
+        predict_split: split served by ``predict_dataloader``.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        subject: int = 1,
+        layout: str = "nsd",
+        sessions: list[int] | int = 37,
+        roi: str | list[str] = "nsdgeneral",
+        betas_format: str = "hdf5",
+        zscore: str | None = None,
+        image_size: int = 224,
+        val_fraction: float = 0.05,
+        trials_per_session: int = 750,
+        betas_scale: float = 300.0,
+        betas_dir: str | None = None,
+        nsdgeneral_path: str | None = None,
+        streams_path: str | None = None,
+        stimuli_path: str | None = None,
+        expdesign_path: str | None = None,
+        responses_path: str | None = None,
+        mindeye2_betas_path: str | None = None,
+        mindeye2_behav_path: str | None = None,
+        seed: int = 0,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        cache_dir: str = ".cache/brain2img/nsd",
+        eval_repeats: str = "average",
+        predict_split: str = "test",
+    ) -> None:
+        super().__init__(batch_size, num_workers, eval_repeats, predict_split, seed)
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got '{layout}'")
+        if betas_format not in BETAS_FORMATS:
+            raise ValueError(f"betas_format must be one of {BETAS_FORMATS}, got '{betas_format}'")
+        zscore = ("session" if layout == "nsd" else "none") if zscore is None else zscore
+        if zscore not in ZSCORE:
+            raise ValueError(f"zscore must be one of {ZSCORE} or None, got '{zscore}'")
+        if not 1 <= subject <= 8:
+            raise ValueError(f"subject must be an NSD subject 1..8, got {subject}")
+        if not 0 < val_fraction < 1 or image_size < 8 or trials_per_session < 2 or not betas_scale > 0:
+            raise ValueError(f"need 0 < val_fraction < 1, image_size >= 8, trials_per_session >= 2 and betas_scale > 0,"
+                             f" got {val_fraction}, {image_size}, {trials_per_session}, {betas_scale}")
+        self.save_hyperparameters()
+        self.root = None if root is None else Path(root)
+        self.subject, self.layout, self.sessions = int(subject), layout, session_list(sessions)
+        self.roi, self.betas_format, self.zscore = roi_list(roi), betas_format, zscore
+        self._image_size, self.val_fraction = int(image_size), float(val_fraction)
+        self.trials_per_session, self.betas_scale = int(trials_per_session), float(betas_scale)
+        self.cache_dir = Path(cache_dir)
+        self._sources: dict[str, tuple[Path, str]] | None = None
+        self._trial_session: np.ndarray | None = None
+        self._trial_row: np.ndarray | None = None
+        self._design: nf.ExpDesign | None = None
+        self._mindeye2_rows: np.ndarray | None = None
+        s = self.subject
+        self.expdesign_path = self._path(expdesign_path, lambda r: nf.expdesign_file(r), "expdesign_path")
+        if layout == "nsd":
+            self.betas_dir = self._path(betas_dir, lambda r: nf.betas_file(r, s, 1, betas_format).parent, "betas_dir")
+            self.stimuli_path = self._path(stimuli_path, nf.stimuli_file, "stimuli_path")
+            self.responses_path = self._path(responses_path, lambda r: nf.responses_file(r, s), "responses_path")
+            self.nsdgeneral_path = self._path(nsdgeneral_path, lambda r: nf.roi_file(r, s, "nsdgeneral"),
+                                              "nsdgeneral_path")
+            self.streams_path = self._path(streams_path, lambda r: nf.roi_file(r, s, "streams"), "streams_path")
+            self._mask = nf.roi_mask(self.roi, self.nsdgeneral_path, self.streams_path)
+            self._voxel_xyz: np.ndarray | None = np.argwhere(self._mask).astype(np.int64)
+            self._n_voxels = int(self._mask.sum())
+        else:
+            if self.roi != ["nsdgeneral"]:
+                raise ValueError(f"layout='mindeye2' holds nsdgeneral voxels only, got roi={self.roi}")
+            if mindeye2_behav_path is None:
+                raise ValueError("layout='mindeye2' needs mindeye2_behav_path: a .npy (n_trials, 2) = [73k id "
+                                 "(0-based), betas row], or MindEye2's behav array (n_trials, 1, 17) gathered from "
+                                 "its webdataset tars (the behaviour is not shipped as a separate file)")
+            self.mindeye2_betas_path = self._path(
+                mindeye2_betas_path, lambda r: r / f"betas_all_subj{s:02d}_fp32_renorm.hdf5", "mindeye2_betas_path")
+            self.mindeye2_behav_path = Path(mindeye2_behav_path)
+            self.stimuli_path = self._path(stimuli_path, lambda r: r / "coco_images_224_float16.hdf5", "stimuli_path")
+            self._mask = None
+            self._voxel_xyz = None
+            self._n_voxels = nf.mindeye2_betas_shape(self.mindeye2_betas_path)[1]
+
+    def _path(self, given: str | None, under_root: Any, name: str) -> Path:
+        if given is not None:
+            return Path(given)
+        if self.root is None:
+            raise ValueError(f"NSDDataModule: {name} is not given and there is no root to find it under")
+        return Path(under_root(self.root))
+
+    # ----------------------------------------------------------------- interface
+    @property
+    def modality(self) -> str:
+        return "fmri"
+
+    @property
+    def brain_shape(self) -> tuple[int, ...]:
+        return (self._n_voxels,)
+
+    @property
+    def image_size(self) -> int:
+        return self._image_size
+
+    @property
+    def sfreq(self) -> None:
+        return None
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.data_folder / MANIFEST_NAME
+
+    @property
+    def voxel_xyz(self) -> np.ndarray | None:
+        """int64 ``(n_voxels, 3)``: the NIfTI ``(x, y, z)`` of every brain column (``None`` for MindEye2)."""
+        return self._voxel_xyz
+
+    @property
+    def trial_sessions(self) -> np.ndarray:
+        """Session (1-based) of every prepared trial (after :meth:`setup`)."""
+        if self._trial_session is None:
+            raise RuntimeError("trial_sessions is known after setup()")
+        return self._trial_session
+
+    @property
+    def trial_rows(self) -> np.ndarray:
+        """Beta row of every prepared trial within its session (0-based; after :meth:`setup`)."""
+        if self._trial_row is None:
+            raise RuntimeError("trial_rows is known after setup()")
+        return self._trial_row
+
+    # ----------------------------------------------------------------- sources, config, folder
+    def betas_path(self, session: int) -> Path:
+        """The betas file of one session (``layout="nsd"``)."""
+        return self.betas_dir / nf.betas_file(".", self.subject, session, self.betas_format).name
+
+    def source_files(self) -> dict[str, tuple[Path, bool]]:
+        """Every source file read by :meth:`prepare_data`: name -> (path, is large)."""
+        files: dict[str, tuple[Path, bool]] = {"expdesign": (self.expdesign_path, False)}
+        if self.layout == "mindeye2":
+            files.update(betas=(self.mindeye2_betas_path, True), behav=(self.mindeye2_behav_path, False),
+                         stimuli=(self.stimuli_path, True))
+            return files
+        files.update(responses=(self.responses_path, False), stimuli=(self.stimuli_path, True))
+        if "nsdgeneral" in self.roi:
+            files["nsdgeneral"] = (self.nsdgeneral_path, False)
+        if any(r in nf.STREAMS_LABELS for r in self.roi):
+            files["streams"] = (self.streams_path, False)
+        for s in self.sessions:
+            files[f"betas_session{s:02d}"] = (self.betas_path(s), True)
+        return files
+
+    def source_fingerprints(self) -> dict[str, tuple[Path, str]]:
+        """name -> (path, fingerprint) of every source file (computed once; see
+        :func:`brain2img.data.nsd_files.file_fingerprint`)."""
+        if self._sources is None:
+            out = {}
+            for name, (path, large) in self.source_files().items():
+                if not path.is_file():
+                    what = f"betas file of session {int(name[-2:])}" if name.startswith("betas_session") else name
+                    raise FileNotFoundError(f"NSD {what} not found: '{path}'")
+                out[name] = (path, nf.file_fingerprint(path, large))
+            self._sources = out
+        return self._sources
+
+    def cache_config(self) -> dict[str, Any]:
+        """What determines the prepared folder (named by this config's hash)."""
+        return {
+            "version": CACHE_VERSION, "layout": self.layout, "subject": self.subject, "sessions": self.sessions,
+            "roi": self.roi, "betas_format": self.betas_format if self.layout == "nsd" else None,
+            "zscore": self.zscore, "image_size": self._image_size, "val_fraction": self.val_fraction,
+            "trials_per_session": self.trials_per_session,
+            "betas_scale": self.betas_scale if self.layout == "nsd" else None, "seed": self.seed,
+            "sources": {name: fp for name, (_, fp) in sorted(self.source_fingerprints().items())},
+        }
+
+    @property
+    def data_folder(self) -> Path:
+        """Folder of this config's prepared copy."""
+        return self.cache_dir / f"nsd-subj{self.subject:02d}-{self.layout}-{config_hash(self.cache_config())}"
+
+    # ----------------------------------------------------------------- preparation
+    def _nsd_trials(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """73k id, session and row of every trial of the chosen sessions (``layout="nsd"``)."""
+        ids = nf.read_responses(self.responses_path, self.subject, self.sessions, self.trials_per_session)
+        assert self._design is not None
+        nf.check_against_design(ids, self._design, self.subject, self.trials_per_session, self.responses_path,
+                                self.expdesign_path)
+        n = self.trials_per_session
+        return (np.concatenate([ids[s] for s in self.sessions]), np.repeat(np.asarray(self.sessions), n),
+                np.tile(np.arange(n), len(self.sessions)))
+
+    def _mindeye2_trials(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """73k id, session and row within the session of the chosen trials, ordered by betas row."""
+        ids, rows = nf.read_mindeye2_behav(self.mindeye2_behav_path)
+        order = np.argsort(rows, kind="stable")
+        ids, rows = ids[order], rows[order]
+        session = rows // self.trials_per_session + 1
+        keep = np.isin(session, self.sessions)
+        absent = [s for s in self.sessions if s not in set(session[keep].tolist())]
+        if absent:
+            raise ValueError(f"behaviour file '{self.mindeye2_behav_path}' lists no trial of session(s) {absent} "
+                             f"(betas rows {(absent[0] - 1) * self.trials_per_session}.."
+                             f"{absent[0] * self.trials_per_session - 1} for session {absent[0]})")
+        n_rows = nf.mindeye2_betas_shape(self.mindeye2_betas_path)[0]
+        if rows[keep].max() >= n_rows:
+            raise ValueError(f"behaviour file '{self.mindeye2_behav_path}' lists betas row {int(rows[keep].max())} but "
+                             f"'{self.mindeye2_betas_path}' has {n_rows} rows")
+        bad = ids[keep] >= nf.N_STIMULI
+        if bad.any():
+            raise ValueError(f"behaviour file '{self.mindeye2_behav_path}' lists 73k id {int(ids[keep][bad][0])} "
+                             f"(0-based): no image has that id (ids are 0..{nf.N_STIMULI - 1})")
+        # the hdf5 rows of every session are read below; the 'row' kept per trial is the one within its session
+        self._mindeye2_rows = rows[keep]
+        return ids[keep], session[keep], rows[keep] % self.trials_per_session
+
+    def _write_brain(self, path: Path, trial_session: np.ndarray) -> None:
+        """Read (and z-score) the betas session by session into a memory-mapped float32 ``.npy``."""
+        brain = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                          shape=(len(trial_session), self._n_voxels))
+        for s in self.sessions:
+            idx = np.flatnonzero(trial_session == s)
+            if self.layout == "nsd":
+                source = self.betas_path(s)
+                x = nf.read_session_betas(source, self.betas_format, self._mask, self.trials_per_session, s,
+                                          self.betas_scale)
+            else:
+                assert self._mindeye2_rows is not None
+                source = self.mindeye2_betas_path
+                x = nf.read_mindeye2_rows(source, self._mindeye2_rows[idx], self.trials_per_session)
+            if self.zscore == "session":
+                x = zscore_session(x, s, str(source), self._voxel_xyz)
+            brain[idx] = x
+        brain.flush()
+        del brain
+
+    def prepare_data(self) -> None:
+        """Validate the source files and write the prepared copy, unless a complete one exists."""
+        folder = self.data_folder
+        if (folder / MANIFEST_NAME).is_file():
+            return
+        start = time.perf_counter()
+        self._design = nf.read_expdesign(self.expdesign_path)
+        trial_ids, trial_session, trial_row = self._nsd_trials() if self.layout == "nsd" else self._mindeye2_trials()
+        stim_ids, trial_stimulus = np.unique(trial_ids, return_inverse=True)
+        trial_stimulus = trial_stimulus.reshape(-1).astype(np.int64)
+        splits = nsd_splits(stim_ids, self._design.shared, self.val_fraction, self.seed)
+        tmp = self.cache_dir / f".{folder.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
+                                               shape=(len(stim_ids), self._image_size, self._image_size, 3))
+            read = nf.read_stimuli if self.layout == "nsd" else nf.read_mindeye2_images
+            read(self.stimuli_path, stim_ids, self._image_size, out=images)
+            images.flush()
+            del images
+            self._write_brain(tmp / "brain.npy", trial_session)
+            arrays = {"trial_stimulus": trial_stimulus, "stimulus_ids": stim_ids.astype(np.int64),
+                      "labels": np.full(len(stim_ids), -1, dtype=np.int64),
+                      "trial_subject": np.full(len(trial_ids), self.subject, dtype=np.int64),
+                      "trial_session": trial_session.astype(np.int64), "trial_row": trial_row.astype(np.int64)}
+            if self._voxel_xyz is not None:
+                arrays["voxel_xyz"] = self._voxel_xyz
+            for name, arr in arrays.items():
+                np.save(tmp / f"{name}.npy", arr)
+            names = [*ARRAYS, *(["voxel_xyz"] if self._voxel_xyz is not None else [])]
+            sums = {f"{name}.npy": sha256_file(tmp / f"{name}.npy") for name in names}
+            manifest = build_manifest(self.cache_config(), self.seed, stim_ids, splits, trial_stimulus, sums)
+            self._describe(manifest, trial_stimulus, trial_session, trial_row, splits)
+            write_json_atomic(tmp / MANIFEST_NAME, manifest)
+            _publish(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        log.info("prepared NSD subject %d (%d trials, %d images, %d voxels) in '%s' in %.1f s", self.subject,
+                 len(trial_ids), len(stim_ids), self._n_voxels, folder, time.perf_counter() - start)
+
+    def _describe(self, manifest: dict[str, Any], trial_stimulus: np.ndarray, trial_session: np.ndarray,
+                  trial_row: np.ndarray, splits: dict[str, np.ndarray]) -> None:
+        """Add sources, sessions and counts to the manifest."""
+        kinds = dict(self.source_files())
+        manifest["sources"] = {
+            name: {"path": str(path.resolve()), "fingerprint": fp,
+                   "fingerprint_kind": "size:mtime_ns:sha256(first+last MiB)" if kinds[name][1] else "sha256"}
+            for name, (path, fp) in self.source_fingerprints().items()}
+        for name in SPLITS:
+            trials = np.asarray(manifest["splits"][name]["trial_ids"], dtype=np.int64)
+            manifest["splits"][name]["sessions"] = trial_session[trials].tolist()
+            manifest["splits"][name]["session_rows"] = trial_row[trials].tolist()
+        manifest["sessions"] = self.sessions
+        manifest["n_voxels"] = self._n_voxels
+        manifest["voxel_order"] = VOXEL_ORDER if self.layout == "nsd" else "as in the MindEye2 betas file"
+        manifest["counts"] = {
+            "trials": len(trial_stimulus), "stimuli": len(splits["train"]) + len(splits["val"]) + len(splits["test"]),
+            "per_split_stimuli": {k: len(v) for k, v in splits.items()},
+            "per_split_trials": {k: int(np.isin(trial_stimulus, v).sum()) for k, v in splits.items()}}
+
+    # ----------------------------------------------------------------- loading
+    def _load(self) -> TrialData:
+        """Check the prepared copy (config hash, checksums) and load it (brain memory-mapped)."""
+        if not self.manifest_path.is_file():
+            self.prepare_data()
+        folder = self.data_folder
+        manifest = read_manifest(self.manifest_path)
+        if manifest["config_hash"] != config_hash(self.cache_config()):
+            raise ValueError(f"manifest '{self.manifest_path}' was written for another config; delete the folder "
+                             f"'{folder}' to prepare it again")
+        verify_checksums(folder, manifest["checksums"])
+        arr = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if name in ("brain", "images") else None,
+                             allow_pickle=False) for name in ARRAYS}
+        stim_ids = arr["stimulus_ids"]
+        splits = {}
+        for name in SPLITS:
+            ids = np.asarray(manifest["splits"][name]["stimulus_ids"], dtype=np.int64)
+            pos = np.searchsorted(stim_ids, ids)
+            if not np.array_equal(stim_ids[np.minimum(pos, len(stim_ids) - 1)], ids):
+                raise ValueError(f"manifest '{self.manifest_path}': split '{name}' lists stimulus ids that are not in "
+                                 f"stimulus_ids.npy; delete the folder '{folder}' to prepare it again")
+            splits[name] = np.sort(pos).astype(np.int64)
+        self._trial_session, self._trial_row = arr["trial_session"], arr["trial_row"]
+        return TrialData(brain=arr["brain"], images=arr["images"], trial_stimulus=arr["trial_stimulus"],
+                         stimulus_ids=stim_ids, labels=arr["labels"], trial_subject=arr["trial_subject"],
+                         splits=splits)
