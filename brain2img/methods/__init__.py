@@ -3,6 +3,7 @@
 from brain2img.methods.base import ReconstructionMethod
 from brain2img.methods.dreamdiffusion import DreamDiffusion
 from brain2img.methods.eeg_pretrain import MaskedSignalPretraining
+from brain2img.methods.mindeye import MindEye
 from brain2img.methods.osaka import OsakaMethod
 
-__all__ = ["DreamDiffusion", "MaskedSignalPretraining", "OsakaMethod", "ReconstructionMethod"]
+__all__ = ["DreamDiffusion", "MaskedSignalPretraining", "MindEye", "OsakaMethod", "ReconstructionMethod"]

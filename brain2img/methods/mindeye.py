@@ -1,0 +1,275 @@
+"""MindEye (Scotti et al., NeurIPS 2023): voxels -> CLIP image tokens (contrastive + diffusion prior) and -> VAE
+latent (low-level branch), then img2img with the shared backbone.
+
+Training, per batch: the :class:`~brain2img.encoders.mindeye.BrainNetwork` maps voxels to backbone tokens and
+projector tokens; the projector tokens are trained contrastively against the CLS-normalised image tokens (BiMixCo
+for the first ``mixup_pct`` of the epochs, SoftCLIP with its temperature schedule afterwards, negatives gathered
+from every DDP rank); the diffusion prior learns to produce the image tokens from the backbone tokens (weight
+``prior_weight``, 30 in the reference); the optional low-level branch regresses the VAE latent of the image (L1).
+OneCycle learning rate as the reference. Reconstruction: prior sample -> token 0 conditions the backbone ->
+img2img from the low-level latent (strength 0.85), best of ``num_samples`` by similarity between the candidate's
+image tokens and the projector output.
+
+On the simulated benchmark the image tokens come from the offline EfficientNet-Lite0 (pooled feature + pooled
+feature map), whose token 0 is exactly what the tiny generator is conditioned on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from brain2img.data import schema
+from brain2img.diffusion.presets import build_backbone
+from brain2img.diffusion.prior import DiffusionPrior, prior_config
+from brain2img.encoders.image_tokens import EfficientNetTokens, build_token_encoder
+from brain2img.encoders.mindeye import BrainNetwork, LowLevelBranch, low_level_config, mindeye_config
+from brain2img.losses import mixco, mixco_nce, soft_clip_loss
+from brain2img.methods.base import ReconstructionMethod
+from brain2img.optim import decay_groups
+from brain2img.schedules import bimixco_epochs, make_onecycle, softclip_temperatures
+
+
+class MindEye(ReconstructionMethod):
+    """MindEye1 on the shared backbone (see the module docstring).
+
+    Args:
+        brain_shape: ``(n_voxels,)`` (linked from the datamodule).
+        backbone: :func:`~brain2img.diffusion.presets.build_backbone` settings; its condition must be the token-0
+            embedding (``tiny_simulated``: the 1280-d EfficientNet feature).
+        network: ``BrainNetwork`` ``preset`` (``paper`` / ``tiny``) plus overrides; voxels, tokens and width are
+            taken from the data and the image encoder.
+        prior: ``DiffusionPrior`` ``preset`` plus overrides (``dim``/``num_tokens`` from the image encoder);
+            ``None`` trains no prior (reconstruction then conditions on the projector's token 0).
+        low_level: ``LowLevelBranch`` ``preset`` plus overrides (latent shape from the backbone); ``None``: no
+            low-level branch (reconstruction from noise).
+        image_encoder: token targets: ``kind`` (``efficientnet_lite0`` / ``hf_clip``), ``path``, ``grid``.
+        max_lr: OneCycle peak learning rate (3e-4).
+        weight_decay: AdamW weight decay except biases and norms (1e-2).
+        pct_start: OneCycle warm-up share (2/240).
+        final_div_factor: OneCycle final division (1000).
+        mixup_pct: share of epochs with BiMixCo (0.33).
+        bimixco_temp: BiMixCo temperature (0.006).
+        softclip_start: SoftCLIP temperature at its first epoch (0.004).
+        softclip_end: SoftCLIP temperature at the last epoch (0.0075).
+        prior_weight: weight of the prior loss (30).
+        low_level_weight: weight of the low-level L1 loss.
+        gather: gather contrastive negatives across DDP ranks.
+        strength: img2img strength from the low-level latent (0.85).
+        guidance_scale: classifier-free guidance of the backbone.
+        num_inference_steps: backbone sampling steps.
+        prior_steps: prior sampling steps (``None``: all of its timesteps).
+        num_samples: candidates per input; the best by image-token similarity is kept (reference 16).
+        metrics: :class:`~brain2img.metrics.ReconstructionMetrics` settings.
+        seed: seed of the sampling noise.
+    """
+
+    def __init__(
+        self,
+        brain_shape: tuple[int, ...] = (1,),
+        backbone: dict[str, Any] | None = None,
+        network: dict[str, Any] | None = None,
+        prior: dict[str, Any] | None = None,
+        low_level: dict[str, Any] | None = None,
+        image_encoder: dict[str, Any] | None = None,
+        max_lr: float = 3e-4,
+        weight_decay: float = 1e-2,
+        pct_start: float = 2 / 240,
+        final_div_factor: float = 1000.0,
+        mixup_pct: float = 0.33,
+        bimixco_temp: float = 0.006,
+        softclip_start: float = 0.004,
+        softclip_end: float = 0.0075,
+        prior_weight: float = 30.0,
+        low_level_weight: float = 1.0,
+        gather: bool = True,
+        strength: float = 0.85,
+        guidance_scale: float = 3.0,
+        num_inference_steps: int = 25,
+        prior_steps: int | None = None,
+        num_samples: int = 1,
+        metrics: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(brain_shape, metrics, seed)
+        self.save_hyperparameters()
+        if len(self.brain_shape) != 1:
+            raise ValueError(f"MindEye needs voxel vectors, brain_shape (n_voxels,), got {self.brain_shape}")
+        n_vox = self.brain_shape[0]
+        self.backbone = build_backbone(**(backbone or {"preset": "tiny"}))
+        self.token_encoder = build_token_encoder(**(image_encoder or {}))
+        if isinstance(self.token_encoder, EfficientNetTokens):
+            self.image_encoder = self.token_encoder.features  # shared with the metrics and the generator's prepare
+        tokens, dim = self.token_encoder.num_tokens, self.token_encoder.dim
+        if self.backbone.condition_dim != dim:
+            raise ValueError(f"MindEye conditions the backbone on image token 0 ({dim} values) but the backbone "
+                             f"expects {self.backbone.condition_dim} (model.backbone / model.image_encoder)")
+        net = dict(network or {"preset": "tiny"})
+        cfg = mindeye_config(net.pop("preset", "tiny"), **{**net, "n_voxels": n_vox, "clip_tokens": tokens,
+                                                           "clip_dim": dim})
+        self.network = BrainNetwork.from_config(cfg)
+        self.prior = None
+        if prior is not None:
+            spec = dict(prior)
+            self.prior = DiffusionPrior.from_config(prior_config(spec.pop("preset", "tiny"),
+                                                                 **{**spec, "dim": dim, "num_tokens": tokens}))
+        self.low_level = None
+        if low_level is not None:
+            spec = dict(low_level)
+            self.low_level = LowLevelBranch.from_config(low_level_config(
+                spec.pop("preset", "tiny"), **{**spec, "n_voxels": n_vox, "latent_shape": self.backbone.latent_shape}))
+        self.backbone.requires_grad_(False)
+        self.token_encoder.requires_grad_(False)
+        self._targets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self, stage: str) -> None:
+        """Before fitting from scratch: train or load the generator (``tiny_simulated``)."""
+        if stage != "fit" or self.trainer is None or self.trainer.ckpt_path is not None:
+            return
+        datamodule = self.trainer.datamodule
+        if hasattr(self.backbone, "prepare") and datamodule is not None:
+            self.backbone.prepare(datamodule, self.image_encoder)
+
+    def train(self, mode: bool = True) -> MindEye:
+        """Frozen parts (backbone, image encoder) stay in eval mode."""
+        super().train(mode)
+        self.backbone.eval()
+        self.token_encoder.eval()
+        return self
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW (no decay on biases and norms) with the reference OneCycle schedule, stepped every batch."""
+        groups = decay_groups(((n, p) for n, p in self.named_parameters() if p.requires_grad),
+                              self.hparams.weight_decay)
+        opt = torch.optim.AdamW(groups, lr=self.hparams.max_lr)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = make_onecycle(opt, max_lr=self.hparams.max_lr, total_steps=total, pct_start=self.hparams.pct_start,
+                              final_div_factor=self.hparams.final_div_factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ pieces
+    def _voxels(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.check_brain(batch[schema.BRAIN])
+        return batch[schema.BRAIN].flatten(1)
+
+    @torch.no_grad()
+    def targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image tokens ``(B, T, D)`` and VAE latents ``(B, C, h, w)`` of the stimuli, cached by stimulus id."""
+        ids = [int(i) for i in batch[schema.STIMULUS_ID]]
+        missing = [k for k, i in enumerate(ids) if i not in self._targets]
+        if missing:
+            images = batch[schema.IMAGE][missing]
+            tokens = self.token_encoder(images).float()
+            latents = self.backbone.encode_images(images).float()
+            for row, k in enumerate(missing):
+                self._targets[ids[k]] = (tokens[row], latents[row])
+        tokens, latents = zip(*(self._targets[i] for i in ids), strict=True)
+        return torch.stack(tokens), torch.stack(latents)
+
+    def _epoch_loss(self, backbone_tokens: torch.Tensor, proj: torch.Tensor, target: torch.Tensor,
+                    mix: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        if mix is not None:
+            perm, betas, select = mix
+            return mixco_nce(proj.flatten(1), target.flatten(1), self.hparams.bimixco_temp, perm, betas, select,
+                             gather=self.hparams.gather)
+        return soft_clip_loss(proj.flatten(1), target.flatten(1), self._softclip_temp(), gather=self.hparams.gather)
+
+    def _softclip_temp(self) -> float:
+        epochs = max(1, int(self.trainer.max_epochs or 1)) if self._trainer is not None else 1
+        temps = softclip_temperatures(epochs, self.hparams.mixup_pct, self.hparams.softclip_start,
+                                      self.hparams.softclip_end)
+        if len(temps) == 0:
+            return self.hparams.softclip_end
+        k = self.current_epoch - bimixco_epochs(epochs, self.hparams.mixup_pct) if self._trainer is not None else -1
+        return float(temps[min(max(k, 0), len(temps) - 1)] if k >= 0 else temps[-1])
+
+    def _in_bimixco(self) -> bool:
+        if self._trainer is None or not self.training:
+            return False
+        return self.current_epoch < bimixco_epochs(max(1, int(self.trainer.max_epochs or 1)), self.hparams.mixup_pct)
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Contrastive (BiMixCo or SoftCLIP), prior and low-level losses and their weighted sum."""
+        x = self._voxels(batch)
+        target, latent = self.targets(batch)
+        mix = None
+        x_in = x
+        if self._in_bimixco():
+            x_in, perm, betas, select = mixco(x)
+            mix = (perm, betas, select)
+        backbone_tokens, proj = self.network(x_in)
+        out = {"contrastive": self._epoch_loss(backbone_tokens, proj, target, mix)}
+        total = out["contrastive"]
+        if self.prior is not None:
+            out["prior"] = self.prior(backbone_tokens, target)
+            total = total + self.hparams.prior_weight * out["prior"]
+        if self.low_level is not None:
+            out["low_level"] = F.l1_loss(self.low_level(x), latent)
+            total = total + self.hparams.low_level_weight * out["low_level"]
+        out["loss"] = total
+        out["brain_emb"], out["image_emb"] = proj.detach().flatten(1), target.flatten(1)
+        return out
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """One optimisation step on the summed loss."""
+        out = self.losses(batch)
+        bs = len(batch[schema.BRAIN])
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
+        self.log_dict({f"train/loss_{k}": out[k] for k in ("contrastive", "prior", "low_level") if k in out},
+                      batch_size=bs)
+        return out["loss"]
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_emb: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """Validation losses (SoftCLIP at the current temperature) and embeddings for retrieval."""
+        out = self.losses(batch)
+        bs = len(batch[schema.BRAIN])
+        self.log_dict({f"val/loss_{k}": out[k] for k in ("contrastive", "prior", "low_level") if k in out},
+                      batch_size=bs, sync_dist=True)
+        self._val_emb.append((out["brain_emb"], out["image_emb"]))
+
+    def on_validation_epoch_end(self) -> None:
+        """Retrieval top-1 (brain -> image) among this rank's validation samples: the model-selection score."""
+        if not self._val_emb:
+            return
+        brain = F.normalize(torch.cat([b for b, _ in self._val_emb]), dim=1)
+        image = F.normalize(torch.cat([i for _, i in self._val_emb]), dim=1)
+        top1 = ((brain @ image.T).argmax(dim=1) == torch.arange(len(brain), device=brain.device)).float().mean()
+        self.log("val/retrieval_top1", top1, prog_bar=True, sync_dist=True)
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Brain embedding = projector tokens (flattened); image embedding = the image tokens (flattened)."""
+        _, proj = self.network(self._voxels(batch))
+        target, _ = self.targets(batch)
+        return proj.flatten(1).float(), target.flatten(1).float()
+
+    @torch.no_grad()
+    def reconstruct(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """Prior sample -> token 0 conditions the backbone -> img2img from the low-level latent; best of k."""
+        x = self._voxels(batch)
+        backbone_tokens, proj = self.network(x)
+        if self.prior is not None:
+            image_tokens = self.prior.sample(backbone_tokens, num_steps=self.hparams.prior_steps, generator=generator)
+        else:
+            image_tokens = proj
+        cond = self.backbone.condition(image_tokens[:, 0].float())
+        init = self.low_level(x).float() if self.low_level is not None else None
+        candidates = []
+        for _ in range(self.hparams.num_samples):
+            latents = self.backbone.sample(cond, guidance_scale=self.hparams.guidance_scale,
+                                           num_inference_steps=self.hparams.num_inference_steps, generator=generator,
+                                           init_latents=init, strength=self.hparams.strength)
+            candidates.append(self.backbone.decode_latents(latents))
+        if len(candidates) == 1:
+            return candidates[0]
+        stacked = torch.stack(candidates, dim=1)  # (B, k, 3, H, W)
+        cand_tokens = self.token_encoder(stacked.flatten(0, 1)).flatten(1).view(len(x), len(candidates), -1)
+        best = F.cosine_similarity(cand_tokens, proj.flatten(1)[:, None].float(), dim=-1).argmax(dim=1)
+        return stacked[torch.arange(len(best), device=best.device), best]
+
