@@ -74,6 +74,31 @@ def roi_list(roi: str | list[str]) -> list[str]:
     return sorted(set(names))
 
 
+def roi_column_map(names: list[str], union: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, list[int]]:
+    """Columns of each named ROI within the served brain vector.
+
+    The served vector holds the voxels of ``union`` in C order of the ``(X, Y, Z)`` grid (see :data:`VOXEL_ORDER`),
+    so column ``j`` is the ``j``-th ``True`` of ``union``; a voxel in several named ROIs is listed under each.
+
+    Args:
+        names: ROI names, in the order of the returned dict.
+        union: boolean ``(X, Y, Z)`` mask of the served voxels.
+        masks: name -> boolean ``(X, Y, Z)`` mask of that ROI (each must lie inside ``union``).
+
+    Raises:
+        ValueError: a ROI mask of another shape, or with voxels outside ``union``.
+    """
+    out = {}
+    for name in names:
+        mask = masks[name]
+        if mask.shape != union.shape:
+            raise ValueError(f"ROI '{name}' has shape {mask.shape}, the served voxels' mask {union.shape}")
+        if (mask & ~union).any():
+            raise ValueError(f"ROI '{name}' has voxels outside the served mask: it must be one of the union's ROIs")
+        out[name] = np.flatnonzero(mask[union]).tolist()
+    return out
+
+
 def zscore_session(x: np.ndarray, session: int, source: str, voxel_xyz: np.ndarray | None = None) -> np.ndarray:
     """z-score every column of one session's ``(n_trials, n_voxels)`` betas over its trials (ddof 0).
 
@@ -145,7 +170,8 @@ class NSDDataModule(BrainImageDataModule):
         layout: ``"nsd"`` (the NSD file tree) or ``"mindeye2"``.
         sessions: a count ``n`` (sessions 1..n; 37 = the public set the papers used) or a list of sessions.
         roi: ``"nsdgeneral"``, a streams label (``early``, ``midventral``, ``midlateral``, ``midparietal``,
-            ``ventral``, ``lateral``, ``parietal``) or a list of names (union). ``layout="mindeye2"``: nsdgeneral only.
+            ``ventral``, ``lateral``, ``parietal``) or a list of names (union; :attr:`roi_columns` says which columns
+            belong to which name). ``layout="mindeye2"``: nsdgeneral only.
         betas_format: ``"hdf5"`` or ``"nifti"`` betas (``layout="nsd"``).
         zscore: ``"session"`` (each voxel over each session's trials) or ``"none"``; ``None`` = ``"session"`` for
             ``layout="nsd"`` and ``"none"`` for ``"mindeye2"`` (already z-scored; ``"session"`` there z-scores over
@@ -237,6 +263,9 @@ class NSDDataModule(BrainImageDataModule):
             self._mask = nf.roi_mask(self.roi, self.nsdgeneral_path, self.streams_path)
             self._voxel_xyz: np.ndarray | None = np.argwhere(self._mask).astype(np.int64)
             self._n_voxels = int(self._mask.sum())
+            masks = {self.roi[0]: self._mask} if len(self.roi) == 1 else {
+                name: nf.roi_mask([name], self.nsdgeneral_path, self.streams_path) for name in self.roi}
+            self._roi_columns = roi_column_map(self.roi, self._mask, masks)
         else:
             if self.roi != ["nsdgeneral"]:
                 raise ValueError(f"layout='mindeye2' holds nsdgeneral voxels only, got roi={self.roi}")
@@ -251,6 +280,7 @@ class NSDDataModule(BrainImageDataModule):
             self._mask = None
             self._voxel_xyz = None
             self._n_voxels = nf.mindeye2_betas_shape(self.mindeye2_betas_path)[1]
+            self._roi_columns = {"nsdgeneral": list(range(self._n_voxels))}
 
     def _path(self, given: str | None, under_root: Any, name: str) -> Path:
         if given is not None:
@@ -284,6 +314,16 @@ class NSDDataModule(BrainImageDataModule):
     def voxel_xyz(self) -> np.ndarray | None:
         """int64 ``(n_voxels, 3)``: the NIfTI ``(x, y, z)`` of every brain column (``None`` for MindEye2)."""
         return self._voxel_xyz
+
+    @property
+    def roi_columns(self) -> dict[str, list[int]]:
+        """ROI name -> column indices of its voxels in the served brain vector (known right after ``__init__``).
+
+        With ``roi=[a, b, ...]`` the served vector is the union of the ROIs in :data:`VOXEL_ORDER`; this says which
+        columns belong to which ROI (a voxel in two named ROIs is listed under both), e.g. for the Osaka method's
+        ``z_columns``/``c_columns`` (see :func:`write_roi_columns_config`). Also written to the manifest.
+        """
+        return {name: list(cols) for name, cols in self._roi_columns.items()}
 
     @property
     def trial_sessions(self) -> np.ndarray:
@@ -460,6 +500,7 @@ class NSDDataModule(BrainImageDataModule):
             manifest["splits"][name]["session_rows"] = trial_row[trials].tolist()
         manifest["sessions"] = self.sessions
         manifest["n_voxels"] = self._n_voxels
+        manifest["roi_columns"] = self._roi_columns
         manifest["voxel_order"] = VOXEL_ORDER if self.layout == "nsd" else "as in the MindEye2 betas file"
         manifest["counts"] = {
             "trials": len(trial_stimulus), "stimuli": len(splits["train"]) + len(splits["val"]) + len(splits["test"]),
@@ -492,3 +533,42 @@ class NSDDataModule(BrainImageDataModule):
         return TrialData(brain=arr["brain"], images=arr["images"], trial_stimulus=arr["trial_stimulus"],
                          stimulus_ids=stim_ids, labels=arr["labels"], trial_subject=arr["trial_subject"],
                          splits=splits)
+
+
+# --------------------------------------------------------------------------------------------------- config helper
+def write_roi_columns_config(path: str | Path, z_roi: str, c_roi: str, **datamodule_kwargs: Any) -> dict[str, Any]:
+    """Write a config fragment that feeds two ROIs of one NSD brain vector to the Osaka method's two ridges.
+
+    Builds :class:`NSDDataModule` from ``datamodule_kwargs`` (only the ROI volumes are read) and writes YAML with
+    ``data.init_args.{subject, roi}`` (which fix the columns) and ``model.init_args.{z_columns, c_columns}`` =
+    :attr:`NSDDataModule.roi_columns` of ``z_roi`` and ``c_roi``. Use it as a second config:
+    ``brain2img fit --config conf/osaka/nsd.yaml --config <path>``.
+
+    Args:
+        path: YAML file to write (parent folders are created).
+        z_roi: ROI whose voxels predict the latent z (reference: ``early``).
+        c_roi: ROI whose voxels predict the condition c (reference: ``ventral``).
+        **datamodule_kwargs: :class:`NSDDataModule` arguments (``root``, ``subject``, ``roi``, ROI paths ...).
+
+    Returns:
+        The written config as a dict.
+
+    Raises:
+        ValueError: ``z_roi`` or ``c_roi`` is not one of the datamodule's ``roi``.
+    """
+    import yaml
+
+    dm = NSDDataModule(**datamodule_kwargs)
+    cols = dm.roi_columns
+    for arg, name in (("z_roi", z_roi), ("c_roi", c_roi)):
+        if name not in cols:
+            raise ValueError(f"{arg}={name!r} is not one of the datamodule's ROIs {list(cols)}: add it to roi")
+    config = {"data": {"init_args": {"subject": dm.subject, "roi": dm.roi}},
+              "model": {"init_args": {"z_columns": cols[z_roi], "c_columns": cols[c_roi]}}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = (f"# Osaka ROI inputs for NSD subject {dm.subject}: z <- {z_roi} ({len(cols[z_roi])} columns), "
+              f"c <- {c_roi} ({len(cols[c_roi])} columns) of the {dm.brain_shape[0]} voxels of roi {dm.roi}.\n"
+              f"# Written by brain2img.data.nsd.write_roi_columns_config; use as a second --config.\n")
+    path.write_text(header + yaml.safe_dump(config, default_flow_style=None, width=120, sort_keys=False))
+    return config

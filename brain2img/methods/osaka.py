@@ -6,11 +6,17 @@ by gradient: the predicted ``z`` is the init latent of img2img (strength 0.8) an
 UNet (DDIM, classifier-free guidance). The reference fits with himalaya's RidgeCV (5 folds, per-target alpha from
 1e-6 ... 1); here the fit is exact from sufficient statistics accumulated over one pass of the training set and
 all-reduced across DDP ranks and nodes, so any number of GPUs gives the single-process solution.
+
+As the reference, each ridge may read its own ROI: ``z_columns``/``c_columns`` select columns of the (flattened)
+brain vector, e.g. ``early`` for z and ``ventral`` for c from an NSD vector of ``roi=[early, ventral]`` (the columns
+come from :attr:`brain2img.data.nsd.NSDDataModule.roi_columns`; see
+:func:`brain2img.data.nsd.write_roi_columns_config`). They are hyperparameters, so checkpoints rebuild the same model.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -43,6 +49,11 @@ class OsakaMethod(ReconstructionMethod):
         num_inference_steps: DDIM steps (reference 50).
         metrics: keyword arguments of :class:`~brain2img.metrics.ReconstructionMetrics`.
         seed: seed of the sampling noise.
+        z_columns: columns of the flattened brain vector that the ridge to z reads (``None``: all).
+        c_columns: columns of the flattened brain vector that the ridge to c reads (``None``: all).
+
+    Raises:
+        ValueError: ``z_columns``/``c_columns`` empty, with repeated indices or indices outside the brain vector.
     """
 
     def __init__(
@@ -59,6 +70,8 @@ class OsakaMethod(ReconstructionMethod):
         num_inference_steps: int = 50,
         metrics: dict[str, Any] | None = None,
         seed: int = 0,
+        z_columns: list[int] | None = None,
+        c_columns: list[int] | None = None,
     ) -> None:
         super().__init__(brain_shape, metrics, seed)
         self.save_hyperparameters()
@@ -67,10 +80,18 @@ class OsakaMethod(ReconstructionMethod):
         self.image_encoder = EfficientNetLite0Features(image_encoder_weights)
         self.targets = StimulusTargets(self.backbone, self.image_encoder)
         n_in = math.prod(self.brain_shape)
+        z_index = check_columns(z_columns, n_in, "z_columns")
+        c_index = check_columns(c_columns, n_in, "c_columns")
+        self.z_index: torch.Tensor | None
+        self.c_index: torch.Tensor | None
+        self.register_buffer("z_index", z_index, persistent=False)  # rebuilt from the hyperparameters
+        self.register_buffer("c_index", c_index, persistent=False)
         ridge = {"alphas": tuple(alphas), "n_folds": n_folds, "fit_intercept": fit_intercept,
                  "standardize": standardize}
-        self.ridge_z = StreamingRidgeCV(n_in, math.prod(self.backbone.latent_shape), **ridge)
-        self.ridge_c = StreamingRidgeCV(n_in, self.backbone.condition_dim, **ridge)
+        n_z = n_in if z_index is None else len(z_index)
+        n_c = n_in if c_index is None else len(c_index)
+        self.ridge_z = StreamingRidgeCV(n_z, math.prod(self.backbone.latent_shape), **ridge)
+        self.ridge_c = StreamingRidgeCV(n_c, self.backbone.condition_dim, **ridge)
 
     # ------------------------------------------------------------------ fitting
     def setup(self, stage: str) -> None:
@@ -97,8 +118,8 @@ class OsakaMethod(ReconstructionMethod):
         x = self._brain(batch)
         z, c = self.targets(batch)
         fold = batch[schema.STIMULUS_ID] % self.hparams.n_folds
-        self.ridge_z.update(x, z, fold)
-        self.ridge_c.update(x, c, fold)
+        self.ridge_z.update(self._select(x, self.z_index), z, fold)
+        self.ridge_c.update(self._select(x, self.c_index), c, fold)
 
     def on_train_epoch_end(self) -> None:
         """All-reduce the statistics over ranks and solve both regressions."""
@@ -114,20 +135,30 @@ class OsakaMethod(ReconstructionMethod):
             return
         x = self._brain(batch)
         z, c = self.targets(batch)
+        z_hat, c_hat = self.predict_targets(x)
         cos = torch.nn.functional.cosine_similarity
-        self.log("val/cos_z", cos(self.ridge_z(x).float(), z.float()).mean(), batch_size=len(x), sync_dist=True)
-        self.log("val/cos_c", cos(self.ridge_c(x).float(), c.float()).mean(), batch_size=len(x), sync_dist=True)
+        self.log("val/cos_z", cos(z_hat, z.float()).mean(), batch_size=len(x), sync_dist=True)
+        self.log("val/cos_c", cos(c_hat, c.float()).mean(), batch_size=len(x), sync_dist=True)
+
+    def predict_targets(self, brain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicted ``z (B, prod(latent_shape))`` and ``c (B, condition_dim)`` (float32) from ``(B, *brain_shape)``
+        brain data; each ridge reads its own columns."""
+        x = brain.flatten(1)
+        z = self.ridge_z(self._select(x, self.z_index)).float()
+        c = self.ridge_c(self._select(x, self.c_index)).float()
+        return z, c
 
     def embed(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Brain embedding = predicted c; image embedding = the true c of the stimulus."""
         _, c = self.targets(batch)
-        return self.ridge_c(self._brain(batch)).float(), c.float()
+        return self.predict_targets(self._brain(batch))[1], c.float()
 
     def reconstruct(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         """img2img from the predicted latent, conditioned on the predicted c."""
         x = self._brain(batch)
-        z = self.ridge_z(x).float().view(len(x), *self.backbone.latent_shape)
-        tokens = self.backbone.condition(self.ridge_c(x).float())
+        z, c = self.predict_targets(x)
+        z = z.view(len(x), *self.backbone.latent_shape)
+        tokens = self.backbone.condition(c)
         latents = self.backbone.sample(
             tokens,
             guidance_scale=self.hparams.guidance_scale,
@@ -142,3 +173,33 @@ class OsakaMethod(ReconstructionMethod):
         brain = batch[schema.BRAIN]
         self.check_brain(brain)
         return brain.flatten(1)
+
+    @staticmethod
+    def _select(x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+        return x if index is None else x.index_select(1, index)
+
+
+def check_columns(columns: list[int] | None, n_in: int, name: str) -> torch.Tensor | None:
+    """Check a column selection of a brain vector of ``n_in`` values; return it as an int64 tensor (``None``: all).
+
+    Raises:
+        ValueError: not a list of integers, empty, repeated indices, or indices outside ``0 .. n_in - 1``.
+    """
+    if columns is None:
+        return None
+    cols = list(columns)
+    bad = [c for c in cols if not isinstance(c, numbers.Integral) or isinstance(c, bool)]
+    if bad:
+        raise ValueError(f"OsakaMethod: {name} must be a list of integer column indices, got the element {bad[0]!r}")
+    cols = [int(c) for c in cols]
+    if not cols:
+        raise ValueError(f"OsakaMethod: {name} is empty; give at least one column or null (all {n_in} columns)")
+    outside = [c for c in cols if not 0 <= c < n_in]
+    if outside:
+        raise ValueError(f"OsakaMethod: {name} has indices outside 0..{n_in - 1} (the brain vector has {n_in} values, "
+                         f"brain_shape): {outside[:10]}; were the columns made for another ROI or subject?")
+    if len(set(cols)) != len(cols):
+        seen: set[int] = set()
+        dup = sorted({c for c in cols if c in seen or seen.add(c)})
+        raise ValueError(f"OsakaMethod: {name} repeats the indices {dup[:10]}; every column may appear once")
+    return torch.tensor(cols, dtype=torch.long)
