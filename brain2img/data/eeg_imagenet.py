@@ -49,6 +49,7 @@ from brain2img.data.splits import (
     SPLITS,
     build_manifest,
     config_hash,
+    publish_folder,
     read_manifest,
     sha256_file,
     split_stimuli,
@@ -178,15 +179,6 @@ def _segment(x: Any, t0: int, t1: int) -> np.ndarray:
         return x[:, t0:t1].detach().to(torch.float64).numpy()
     return np.asarray(x[:, t0:t1], dtype=np.float64)
 
-
-def _publish(tmp: Path, folder: Path) -> None:
-    """Move a fully written temporary folder into place (keep a complete one another process made meanwhile)."""
-    try:
-        os.replace(tmp, folder)
-    except OSError:
-        if not (folder / MANIFEST_NAME).is_file():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------------- datamodule
@@ -522,7 +514,7 @@ class EEGImageNetDataModule(BrainImageDataModule):
             manifest["block_design"] = self._block_summary(block, position, trial_stimulus, trial_subject,
                                                            recs.label[kept], splits)
             write_json_atomic(tmp / MANIFEST_NAME, manifest)
-            _publish(tmp, folder)
+            publish_folder(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -38,6 +38,7 @@ from brain2img.data.splits import (
     SPLITS,
     build_manifest,
     config_hash,
+    publish_folder,
     read_manifest,
     sha256_file,
     verify_checksums,
@@ -141,15 +142,6 @@ def nsd_splits(stimulus_ids: np.ndarray, shared_ids: np.ndarray, val_fraction: f
     return {"train": np.setdiff1d(rest, val).astype(np.int64), "val": val.astype(np.int64),
             "test": test.astype(np.int64)}
 
-
-def _publish(tmp: Path, folder: Path) -> None:
-    """Move a fully written temporary folder into place (keep a complete one another process made meanwhile)."""
-    try:
-        os.replace(tmp, folder)
-    except OSError:
-        if not (folder / MANIFEST_NAME).is_file():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------------- datamodule
@@ -479,7 +471,7 @@ class NSDDataModule(BrainImageDataModule):
             manifest = build_manifest(self.cache_config(), self.seed, stim_ids, splits, trial_stimulus, sums)
             self._describe(manifest, trial_stimulus, trial_session, trial_row, splits)
             write_json_atomic(tmp / MANIFEST_NAME, manifest)
-            _publish(tmp, folder)
+            publish_folder(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

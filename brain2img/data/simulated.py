@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from brain2img.data.splits import (
     MANIFEST_NAME,
     build_manifest,
     config_hash,
+    publish_folder,
     read_manifest,
     sha256_file,
     split_stimuli,
@@ -48,15 +48,6 @@ def _read_checksums(path: Path) -> dict[str, str]:
     except json.JSONDecodeError as err:
         raise ValueError(f"cache checksum file '{path}' is not valid JSON: {err}; delete its folder") from err
 
-
-def _publish(tmp: Path, folder: Path) -> None:
-    """Move a fully written temporary folder into place (keep an existing one made meanwhile)."""
-    try:
-        os.replace(tmp, folder)
-    except OSError:
-        if not (folder / MANIFEST_NAME).is_file():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class SimulatedDataModule(BrainImageDataModule):
@@ -195,7 +186,7 @@ class SimulatedDataModule(BrainImageDataModule):
         tmp = self.cache_dir / f".{folder.name}.tmp-{os.getpid()}"
         tmp.mkdir(parents=True, exist_ok=True)
         write_json_atomic(tmp / "checksums.json", _save_arrays(tmp, arrays))
-        _publish(tmp, folder)
+        publish_folder(tmp, folder)
         log.info("made %d stimuli and their features in %.1f s", self.n_stimuli, time.perf_counter() - start)
         return arrays
 
@@ -221,7 +212,7 @@ class SimulatedDataModule(BrainImageDataModule):
         manifest = build_manifest(self.generating_config(), self.seed, np.arange(self.n_stimuli), splits,
                                   trial_stimulus, sums)
         write_json_atomic(tmp / MANIFEST_NAME, manifest)
-        _publish(tmp, folder)
+        publish_folder(tmp, folder)
 
     def _load(self) -> TrialData:
         """Verify checksums and load the cached arrays (generating them first if needed)."""

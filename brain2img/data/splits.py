@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,14 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"split manifest '{path}' lacks the keys {missing}")
     return data
+
+
+def publish_folder(tmp: Path, folder: Path) -> None:
+    """Move a fully written temporary cache folder into place; if another process published a complete one
+    (with its manifest) meanwhile, keep that one and drop ``tmp``."""
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if not (folder / MANIFEST_NAME).is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
