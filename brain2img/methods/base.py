@@ -65,6 +65,25 @@ class ReconstructionMethod(L.LightningModule):
         first = int(batch[schema.STIMULUS_ID][0]) if len(batch[schema.STIMULUS_ID]) else 0
         return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + first)
 
+    def on_validation_epoch_start(self) -> None:
+        """Start collecting validation embeddings (see :meth:`collect_val_embeddings`)."""
+        self._val_emb: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def collect_val_embeddings(self, brain_emb: torch.Tensor, image_emb: torch.Tensor) -> None:
+        """Keep a validation batch's ``(B, D)`` brain and image embeddings for ``val/retrieval_top1``."""
+        self._val_emb.append((brain_emb.detach().flatten(1).float(), image_emb.detach().flatten(1).float()))
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/retrieval_top1`` (brain -> image among this rank's validation samples), the model-selection
+        score of methods that collect embeddings."""
+        if not getattr(self, "_val_emb", None):
+            return
+        brain = torch.nn.functional.normalize(torch.cat([b for b, _ in self._val_emb]), dim=1)
+        image = torch.nn.functional.normalize(torch.cat([i for _, i in self._val_emb]), dim=1)
+        top1 = ((brain @ image.T).argmax(dim=1) == torch.arange(len(brain), device=brain.device)).float().mean()
+        self.log("val/retrieval_top1", top1, prog_bar=True, sync_dist=True)
+        self._val_emb = []
+
     def on_test_epoch_start(self) -> None:
         """Create the metrics on the right device, reusing the method's image encoder as feature net if it has one."""
         kwargs = dict(self.metric_kwargs)

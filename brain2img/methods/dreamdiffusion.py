@@ -200,9 +200,6 @@ class DreamDiffusion(ReconstructionMethod):
         self.log_dict({"train/loss_diffusion": out["diffusion"], "train/loss_clip": out["clip"]}, batch_size=bs)
         return out["loss"]
 
-    def on_validation_epoch_start(self) -> None:
-        self._val_emb: list[tuple[torch.Tensor, torch.Tensor]] = []
-
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Losses with noise seeded by the batch index (comparable across epochs) and embeddings for retrieval."""
         gen = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + batch_idx)
@@ -210,17 +207,7 @@ class DreamDiffusion(ReconstructionMethod):
         bs = len(batch[schema.BRAIN])
         self.log_dict({"val/loss": out["loss"], "val/loss_diffusion": out["diffusion"], "val/loss_clip": out["clip"]},
                       batch_size=bs, sync_dist=True)
-        self._val_emb.append((out["brain_emb"], out["image_emb"]))
-
-    def on_validation_epoch_end(self) -> None:
-        """Retrieval top-1 (brain -> image) among all validation samples of this rank: the model-selection score."""
-        if not self._val_emb:
-            return
-        brain = F.normalize(torch.cat([b for b, _ in self._val_emb]), dim=1)
-        image = F.normalize(torch.cat([i for _, i in self._val_emb]), dim=1)
-        sim = brain @ image.T
-        top1 = (sim.argmax(dim=1) == torch.arange(len(sim), device=sim.device)).float().mean()
-        self.log("val/retrieval_top1", top1, prog_bar=True, sync_dist=True)
+        self.collect_val_embeddings(out["brain_emb"], out["image_emb"])
 
     def embed(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Brain embedding = the CLIP projection of the EEG; image embedding = the CLIP-role embedding."""

@@ -223,25 +223,13 @@ class MindEye(ReconstructionMethod):
                       batch_size=bs)
         return out["loss"]
 
-    def on_validation_epoch_start(self) -> None:
-        self._val_emb: list[tuple[torch.Tensor, torch.Tensor]] = []
-
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Validation losses (SoftCLIP at the current temperature) and embeddings for retrieval."""
         out = self.losses(batch)
         bs = len(batch[schema.BRAIN])
         self.log_dict({f"val/loss_{k}": out[k] for k in ("contrastive", "prior", "low_level") if k in out},
                       batch_size=bs, sync_dist=True)
-        self._val_emb.append((out["brain_emb"], out["image_emb"]))
-
-    def on_validation_epoch_end(self) -> None:
-        """Retrieval top-1 (brain -> image) among this rank's validation samples: the model-selection score."""
-        if not self._val_emb:
-            return
-        brain = F.normalize(torch.cat([b for b, _ in self._val_emb]), dim=1)
-        image = F.normalize(torch.cat([i for _, i in self._val_emb]), dim=1)
-        top1 = ((brain @ image.T).argmax(dim=1) == torch.arange(len(brain), device=brain.device)).float().mean()
-        self.log("val/retrieval_top1", top1, prog_bar=True, sync_dist=True)
+        self.collect_val_embeddings(out["brain_emb"], out["image_emb"])
 
     def embed(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Brain embedding = projector tokens (flattened); image embedding = the image tokens (flattened)."""
