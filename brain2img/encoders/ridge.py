@@ -47,7 +47,10 @@ class StreamingRidgeCV(nn.Module):
             ``sklearn.preprocessing.StandardScaler``; the penalty then acts on standardised coefficients.
             ``standardize=True, fit_intercept=False`` is the reference pipeline exactly (x centred and scaled, y
             not centred).
-        dtype: dtype of statistics and solution (``"float64"`` or ``"float32"``).
+        dtype: dtype of statistics and solution (``"float64"`` or ``"float32"``). In float32, eigen-directions
+            below ``p * eps * max(eigenvalue)`` are dropped; on large standardised data that cut-off exceeds tiny
+            alphas (at NSD scale it is about 20, above the Osaka grid's 1e-6 ... 1), so the fit becomes truncated
+            least squares rather than the ridge: keep float64 for small alphas.
     """
 
     def __init__(
