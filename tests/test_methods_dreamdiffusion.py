@@ -125,7 +125,7 @@ def test_bad_eeg_is_refused():
     model = _dd()
     bad = _batch()
     bad[schema.BRAIN] = torch.randn(4, 7, 32)
-    with pytest.raises(ValueError, match=r"8 channels, 32 times"):
+    with pytest.raises(ValueError, match=r"shape \(8, 32\) \(\(channels, times\)\).*\(7, 32\)"):
         model.embed(bad)
     nan = _batch()
     nan[schema.BRAIN][2, 0, 5] = float("nan")
@@ -186,3 +186,13 @@ def test_pretraining_loss_falls_on_structured_eeg():
     L.Trainer(max_epochs=10, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
               enable_model_summary=False).fit(model, train)
     assert val_loss() < 0.5 * before
+
+
+def test_pretraining_refuses_bad_windows():
+    model = MaskedSignalPretraining(brain_shape=SHAPE, encoder=ENCODER)
+    with pytest.raises(ValueError, match=r"MaskedSignalPretraining.*\(8, 32\).*\(8, 30\)"):
+        model.training_step({schema.BRAIN: torch.randn(2, 8, 30)}, 0)
+    nan = torch.randn(2, *SHAPE)
+    nan[1, 3, 4] = float("inf")
+    with pytest.raises(ValueError, match=r"NaN or Inf.*\[1\]"):
+        model.training_step({schema.BRAIN: nan}, 0)

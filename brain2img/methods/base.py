@@ -13,6 +13,20 @@ from brain2img.metrics import ReconstructionMetrics
 from brain2img.metrics.classifiers import build_feature_net
 
 
+def check_brain_batch(brain: torch.Tensor, brain_shape: tuple[int, ...], owner: str) -> None:
+    """Refuse a batch ``(B, *brain_shape)`` of the wrong shape or with NaN/Inf values, saying what was expected."""
+    if tuple(brain.shape[1:]) != tuple(brain_shape):
+        kind = "voxels" if len(brain_shape) == 1 else "(channels, times)"
+        raise ValueError(
+            f"{owner} was built for brain samples of shape {tuple(brain_shape)} ({kind}), "
+            f"but the data has shape {tuple(brain.shape[1:])}: use data with the same {kind} as the training data "
+            "(check data.* settings, e.g. subject, ROI mask, channel selection or window length)"
+        )
+    if not torch.isfinite(brain).all():
+        bad = (~torch.isfinite(brain.reshape(len(brain), -1))).any(1).nonzero().flatten().tolist()
+        raise ValueError(f"brain data contains NaN or Inf values (batch rows {bad[:10]}); clean or mask them first")
+
+
 class ReconstructionMethod(L.LightningModule):
     """Base LightningModule for brain -> image methods.
 
@@ -48,17 +62,8 @@ class ReconstructionMethod(L.LightningModule):
 
     # ------------------------------------------------------------------ shared
     def check_brain(self, brain: torch.Tensor) -> None:
-        """Refuse brain data of the wrong shape or with NaN/Inf values, with an error that says what was expected."""
-        if tuple(brain.shape[1:]) != self.brain_shape:
-            kind = "voxels" if len(self.brain_shape) == 1 else "(channels, times)"
-            raise ValueError(
-                f"{type(self).__name__} was built for brain samples of shape {self.brain_shape} ({kind}), "
-                f"but the data has shape {tuple(brain.shape[1:])}: use data with the same {kind} as the training data "
-                "(check data.* settings, e.g. subject, ROI mask or channel selection)"
-            )
-        if not torch.isfinite(brain).all():
-            bad = (~torch.isfinite(brain.reshape(len(brain), -1))).any(1).nonzero().flatten().tolist()
-            raise ValueError(f"brain data contains NaN or Inf values (batch rows {bad[:10]}); clean or mask them first")
+        """Refuse brain data of the wrong shape or with NaN/Inf values (see :func:`check_brain_batch`)."""
+        check_brain_batch(brain, self.brain_shape, type(self).__name__)
 
     def sampling_generator(self, batch: dict[str, torch.Tensor]) -> torch.Generator:
         """A generator seeded by ``seed`` and the batch's first stimulus id: reproducible whatever the batch order."""

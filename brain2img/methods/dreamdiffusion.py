@@ -27,7 +27,7 @@ from brain2img.diffusion.token_maps import TokenMapper, TokenPooler, TokenTimeCo
 from brain2img.encoders.clip_image import build_image_encoder
 from brain2img.encoders.eeg_mae import EEGEncoder
 from brain2img.methods.base import ReconstructionMethod
-from brain2img.methods.eeg_pretrain import build_eeg_config, check_eeg, load_pretrained_encoder
+from brain2img.methods.eeg_pretrain import build_eeg_config, load_pretrained_encoder
 from brain2img.methods.trainable import select_trainable, unet_cross_attention
 from brain2img.metrics.linear_probe import LinearProbeAccuracy, fit_linear_probe
 
@@ -157,7 +157,7 @@ class DreamDiffusion(ReconstructionMethod):
     def encode_brain(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """EEG -> encoder tokens ``(B, L, D_enc)``."""
         brain = batch[schema.BRAIN]
-        check_eeg(brain, self.eeg_config, type(self).__name__)
+        self.check_brain(brain)
         return self.encoder(brain)
 
     def condition_tokens(self, hidden: torch.Tensor, clip_emb: torch.Tensor | None = None) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 
 from brain2img.data import schema
 from brain2img.encoders.eeg_mae import EEGEncoder, EEGMAEConfig, MaskedEEGAutoencoder, eeg_mae_config
+from brain2img.methods.base import check_brain_batch
 from brain2img.optim import decay_groups, warmup_cosine_scheduler
 
 ENCODER_PREFIX = "mae.encoder."
@@ -59,7 +60,7 @@ class MaskedSignalPretraining(L.LightningModule):
 
     def _brain(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         brain = batch[schema.BRAIN]
-        check_eeg(brain, self.config, type(self).__name__)
+        check_brain_batch(brain, (self.config.n_channels, self.config.n_times), type(self).__name__)
         return brain
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -93,19 +94,6 @@ def build_eeg_config(brain_shape: tuple[int, ...], encoder: dict[str, Any] | Non
     spec = dict(encoder or {})
     preset = spec.pop("preset", "tiny")
     return eeg_mae_config(preset, **{**spec, **extra, "n_channels": brain_shape[0], "n_times": brain_shape[1]})
-
-
-def check_eeg(brain: torch.Tensor, config: EEGMAEConfig, owner: str) -> None:
-    """Refuse EEG of the wrong (channels, times) shape or with NaN/Inf values, saying what was expected."""
-    want = (config.n_channels, config.n_times)
-    if brain.ndim != 3 or tuple(brain.shape[1:]) != want:
-        raise ValueError(f"{owner} expects EEG of shape (batch, {want[0]} channels, {want[1]} times), got "
-                         f"{tuple(brain.shape)}: use data with the same channels and window length as the model "
-                         "(data.n_channels / data.n_times / resampling)")
-    if not torch.isfinite(brain).all():
-        bad = (~torch.isfinite(brain.flatten(1))).any(1).nonzero().flatten().tolist()
-        raise ValueError(f"EEG contains NaN or Inf values (batch rows {bad[:10]}); clean or interpolate them first")
-
 
 def load_pretrained_encoder(path: str | Path, config: EEGMAEConfig) -> EEGEncoder:
     """Build an :class:`EEGEncoder` for ``config`` and load it from a :class:`MaskedSignalPretraining` checkpoint.
