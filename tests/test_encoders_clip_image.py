@@ -48,3 +48,21 @@ def test_default_is_offline_efficientnet():
     encoder = build_image_encoder()
     assert encoder.embed_dim == 1280
     assert encoder(torch.rand(1, 3, 32, 32))["pooled"].shape == (1, 1280)
+
+
+def test_hf_clip_tokens_are_projected_hidden_states_cls_normalised(clip_folder):
+    from brain2img.encoders.image_tokens import build_token_encoder
+
+    model, folder = clip_folder
+    encoder = build_token_encoder("hf_clip", str(folder))
+    assert (encoder.num_tokens, encoder.dim) == (17, 16)  # (32 / 8)^2 patches + CLS, projection 16
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    tokens = encoder(images)
+    x = (images - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        hidden = model.vision_model(pixel_values=x).last_hidden_state
+        expected = model.visual_projection(model.vision_model.post_layernorm(hidden))
+        # the CLS token, projected, is the model's own image embedding
+        torch.testing.assert_close(expected[:, 0], model(pixel_values=x).image_embeds)
+    expected = expected / expected[:, :1].norm(dim=-1, keepdim=True)
+    torch.testing.assert_close(tokens, expected, atol=1e-5, rtol=1e-4)

@@ -50,13 +50,16 @@ class HFCLIPImageEncoder(nn.Module):
         """Stay in eval mode (frozen)."""
         return super().train(False)
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``(B, 3, H, W)`` in ``[0, 1]`` -> ``{"pooled": image_embeds (B, projection_dim)}``."""
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` in ``[0, 1]`` -> CLIP pixel values (bicubic resize, CLIP mean/std)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
         x = F.interpolate(images.float(), size=(self.input_size,) * 2, mode="bicubic", align_corners=False)
-        x = (x.clamp(0, 1) - self.mean) / self.std
-        return {"pooled": self.model(pixel_values=x).image_embeds}
+        return (x.clamp(0, 1) - self.mean) / self.std
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``(B, 3, H, W)`` in ``[0, 1]`` -> ``{"pooled": image_embeds (B, projection_dim)}``."""
+        return {"pooled": self.model(pixel_values=self.preprocess(images)).image_embeds}
 
 
 def build_image_encoder(kind: str = "efficientnet_lite0", path: str | None = None) -> nn.Module:

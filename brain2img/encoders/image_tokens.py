@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brain2img.encoders.clip_image import CLIP_MEAN, CLIP_STD
+from brain2img.encoders.clip_image import HFCLIPImageEncoder
 from brain2img.encoders.image_features import EfficientNetLite0Features
 
 KINDS = ("efficientnet_lite0", "hf_clip")
@@ -52,7 +52,7 @@ class EfficientNetTokens(nn.Module):
         return cls_normalize(torch.cat([out["pooled"][:, None], spatial], dim=1))
 
 
-class HFCLIPTokens(nn.Module):
+class HFCLIPTokens(HFCLIPImageEncoder):
     """CLIP ViT hidden tokens projected to the joint space, CLS-normalised (MindEye1's target).
 
     Args:
@@ -60,31 +60,14 @@ class HFCLIPTokens(nn.Module):
     """
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__()
-        from transformers import CLIPVisionModelWithProjection
-
-        folder = Path(path).expanduser()
-        if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"CLIP folder '{folder}' not found or has no config.json "
-                                    "(model.image_encoder.path)")
-        self.model = CLIPVisionModelWithProjection.from_pretrained(folder, local_files_only=True)
-        self.model.eval().requires_grad_(False)
+        super().__init__(path)
         cfg = self.model.config
-        self.input_size = int(cfg.image_size)
         self.num_tokens = (cfg.image_size // cfg.patch_size) ** 2 + 1
-        self.dim = int(cfg.projection_dim)
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
+        self.dim = self.embed_dim
 
-    def train(self, mode: bool = True) -> HFCLIPTokens:
-        """Stay in eval mode (frozen)."""
-        return super().train(False)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """``(B, 3, H, W)`` in ``[0, 1]`` -> ``(B, 257, 768)`` for ViT-L/14."""
-        x = F.interpolate(images.float(), size=(self.input_size,) * 2, mode="bicubic", align_corners=False)
-        x = (x.clamp(0, 1) - self.mean) / self.std
-        vision = self.model.vision_model(pixel_values=x)
+        vision = self.model.vision_model(pixel_values=self.preprocess(images))
         tokens = self.model.visual_projection(self.model.vision_model.post_layernorm(vision.last_hidden_state))
         return cls_normalize(tokens)
 
