@@ -53,12 +53,9 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -70,6 +67,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import harness  # noqa: E402
 from brain2img.diffusion.token_maps import TokenMapper, TokenPooler  # noqa: E402
 from brain2img.encoders.eeg_mae import EEGEncoder, EEGMAEConfig, MaskedEEGAutoencoder, eeg_mae_config  # noqa: E402
 from brain2img.optim import decay_groups  # noqa: E402
@@ -82,6 +80,7 @@ H100_SXM_BF16_DENSE_TFLOPS = 989.0
 MASK_RATIO = 0.75
 SD_TOKENS, SD_TOKEN_DIM, CLIP_DIM = 77, 768, 768  # SD 1.5 cross-attention tokens; CLIP ViT-L/14 image embedding
 PRETRAIN_CLIP, FINETUNE_CLIP = 0.8, 0.5  # gradient_clip_val of conf/dreamdiffusion/{pretrain,finetune}_simulated.yaml
+StepFn = Callable[[], torch.Tensor]
 
 
 @dataclass
@@ -124,10 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="fused AdamW (default: on for cuda, off (foreach) for cpu)")
     ap.add_argument("--no_clip", action="store_true", help="skip gradient-norm clipping")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (torch.set_num_threads)")
-    ap.add_argument("--warmup", type=int, default=3, help="minimum warm-up steps per case")
-    ap.add_argument("--warmup_s", type=float, default=1.0, help="minimum warm-up seconds per case")
-    ap.add_argument("--repeats", type=int, default=7, help="timed repeats per case (the median is reported)")
-    ap.add_argument("--min_repeat_s", type=float, default=0.5, help="each repeat runs enough steps to last this long")
+    harness.add_timing_args(ap, "case")
     ap.add_argument("--peak_tflops", type=float, default=None,
                     help=f"peak dense TFLOP/s for MFU (default {H100_SXM_BF16_DENSE_TFLOPS:g} = H100 SXM bf16 on "
                          "cuda; no MFU on cpu unless given)")
@@ -182,10 +178,24 @@ def _autocast(device: torch.device, precision: str) -> AbstractContextManager:
     return nullcontext()
 
 
-def _optimizer_step(params: list[nn.Parameter], opt: torch.optim.Optimizer, clip: float | None) -> None:
-    if clip is not None:
-        torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
-    opt.step()
+def _training_steps(forward_backward: Callable[[], torch.Tensor], params: list[nn.Parameter],
+                    opt: torch.optim.Optimizer, clip: float | None) -> tuple[StepFn, StepFn]:
+    """The full step (zero grads, forward + backward, optional clipping, optimiser step) and the counted step (zero
+    grads, forward + backward), both returning the loss."""
+
+    def step() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = forward_backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip, foreach=True)
+        opt.step()
+        return loss
+
+    def count_step() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        return forward_backward()
+
+    return step, count_step
 
 
 def pretrain_case(name: str, preset: str, batch: int, device: torch.device, precision: str, fused: bool,
@@ -203,16 +213,7 @@ def pretrain_case(name: str, preset: str, batch: int, device: torch.device, prec
         loss.backward()
         return loss
 
-    def step() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        loss = forward_backward()
-        _optimizer_step(params, opt, PRETRAIN_CLIP if clip else None)
-        return loss
-
-    def count_step() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        return forward_backward()
-
+    step, count_step = _training_steps(forward_backward, params, opt, PRETRAIN_CLIP if clip else None)
     n_enc = 1 + int(cfg.n_tokens * (1 - MASK_RATIO))
     return Case(name, preset, batch, step, count_step, pretrain_flops(cfg, batch), sum(p.numel() for p in params),
                 f"enc {n_enc}, dec {cfg.n_tokens + 1}")
@@ -243,16 +244,7 @@ def finetune_case(batch: int, device: torch.device, precision: str, fused: bool,
         loss.backward()
         return loss
 
-    def step() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        loss = forward_backward()
-        _optimizer_step(params, opt, FINETUNE_CLIP if clip else None)
-        return loss
-
-    def count_step() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        return forward_backward()
-
+    step, count_step = _training_steps(forward_backward, params, opt, FINETUNE_CLIP if clip else None)
     return Case("paper_finetune", "paper", batch, step, count_step, finetune_flops(cfg, batch),
                 sum(p.numel() for p in params), f"enc {cfg.n_tokens} -> {SD_TOKENS}x{SD_TOKEN_DIM} + 1x{CLIP_DIM}")
 
@@ -267,70 +259,17 @@ def build_case(name: str, args: argparse.Namespace, device: torch.device) -> Cas
 
 
 # ---------------------------------------------------------------------------------------------------- timing
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_case(case: Case, args: argparse.Namespace, device: torch.device) -> tuple[list[float], int, float]:
-    """Warm up, then time ``repeats`` blocks of ``k`` steps; per-step seconds of each block, ``k`` and the loss."""
-    t0, done = time.perf_counter(), 0
-    while done < args.warmup or time.perf_counter() - t0 < args.warmup_s:
-        case.step()
-        done += 1
-    sync(device)
-    t0 = time.perf_counter()
-    case.step()
-    sync(device)
-    k = max(1, math.ceil(args.min_repeat_s / (time.perf_counter() - t0)))
-    per_step = []
-    for _ in range(args.repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        for _ in range(k):
-            loss = case.step()
-        sync(device)
-        per_step.append((time.perf_counter() - t0) / k)
-    return per_step, k, float(loss.detach().float())
-
-
 def counted_flops(case: Case, device: torch.device) -> int:
     """FLOPs of one forward + backward by ``FlopCounterMode`` (math attention on the CPU, see the docstring)."""
     backend = sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()
     counter = FlopCounterMode(display=False)
     with backend, counter:
         case.count_step()
-    sync(device)
+    harness.sync(device)
     return counter.get_total_flops()
 
 
 # ---------------------------------------------------------------------------------------------------- report
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def machine(device: torch.device) -> str:
-    dev = "cpu"
-    if device.type == "cuda":
-        dev = f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return (f"{platform.platform()} | CPU {cpu_model()} | os.cpu_count()={os.cpu_count()} | "
-            f"torch {torch.__version__} threads={torch.get_num_threads()} | device {dev}")
-
-
 def resolve_defaults(args: argparse.Namespace, device: torch.device) -> None:
     kind = device.type
     args.cases = tuple(args.cases or DEFAULT_CASES[kind])
@@ -344,20 +283,11 @@ def resolve_defaults(args: argparse.Namespace, device: torch.device) -> None:
         args.peak_tflops = H100_SXM_BF16_DENSE_TFLOPS
 
 
-def check_device(device: torch.device, precision: str) -> None:
-    """Fail clearly when the requested device cannot run."""
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit(f"--device {device}: CUDA is not available (torch {torch.__version__}, built for CUDA "
-                             f"{torch.version.cuda}, torch.cuda.is_available() is False); run this on a machine with "
-                             "an NVIDIA GPU and a working driver, or use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise SystemExit(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
-        if precision == "bf16" and not torch.cuda.is_bf16_supported():
-            raise SystemExit(f"--device {device} ({torch.cuda.get_device_name(device)}) does not support bf16; "
-                             "use --precision fp32")
-    elif device.type != "cpu":
-        raise SystemExit(f"--device must be cpu, cuda or cuda:N, got {device}")
+def check_bf16(device: torch.device, precision: str) -> None:
+    """Fail clearly when bf16 is asked of a GPU without it."""
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        raise SystemExit(f"--device {device} ({torch.cuda.get_device_name(device)}) does not support bf16; "
+                         "use --precision fp32")
 
 
 @dataclass
@@ -386,15 +316,16 @@ class Result:
 
 def report(results: list[Result], peak_tflops: float | None) -> None:
     """Print the Markdown table, the FLOP cross-check and the tiny / paper ratio."""
-    print(f"\n| {'case':<15} | {'batch':>5} | {'params':>7} | {'tokens/sample':<30} | {'step ms (median)':>16} | "
-          f"{'min-max ms':>17} | {'samples/s':>9} | {'GFLOP/step':>10} | {'TFLOP/s':>7} | {'MFU':>6} |")
-    print("|" + "|".join("-" * w for w in (17, 7, 9, 32, 18, 19, 11, 12, 9, 8)) + "|")
+    print()
+    harness.print_table_header([("case", "<15"), ("batch", ">5"), ("params", ">7"), ("tokens/sample", "<30"),
+                                ("step ms (median)", ">16"), ("min-max ms", ">17"), ("samples/s", ">9"),
+                                ("GFLOP/step", ">10"), ("TFLOP/s", ">7"), ("MFU", ">6")])
     for r in results:
         tflops = r.flops / r.median_s / 1e12
         mfu = f"{tflops / peak_tflops:6.1%}" if peak_tflops else f"{'n/a':>6}"
-        spread = f"{min(r.per_step) * 1e3:.2f}-{max(r.per_step) * 1e3:.2f}"
-        print(f"| {r.name:<15} | {r.batch:>5} | {r.params / 1e6:6.1f}M | {r.tokens:<30} | {r.median_s * 1e3:16.2f} | "
-              f"{spread:>17} | {r.samples_per_s:9.1f} | {r.flops / 1e9:10.4g} | {tflops:7.4g} | {mfu} |")
+        harness.print_table_row([f"{r.name:<15}", f"{r.batch:>5}", f"{r.params / 1e6:6.1f}M", f"{r.tokens:<30}",
+                                 f"{r.median_s * 1e3:16.2f}", f"{harness.min_max(r.per_step, 1e3):>17}",
+                                 f"{r.samples_per_s:9.1f}", f"{r.flops / 1e9:10.4g}", f"{tflops:7.4g}", mfu])
 
     print("\nFLOPs per step, analytic vs torch.utils.flop_counter.FlopCounterMode (one forward + backward):")
     for r in results:
@@ -414,24 +345,16 @@ def report(results: list[Result], peak_tflops: float | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        raise SystemExit(f"--device: not a torch device: {args.device!r} ({err})") from err
+    device = harness.parse_device(args.device)
+    harness.check_device(device)  # first: the per-device defaults know only cpu and cuda
     resolve_defaults(args, device)
-    check_device(device, args.precision)
+    check_bf16(device, args.precision)
     torch.set_num_threads(args.threads)
-    if device.type == "cuda":
-        if device.index is None:  # "cuda" -> "cuda:<current>", so that every CUDA call gets an index
-            device = torch.device("cuda", torch.cuda.current_device())
-        torch.cuda.set_device(device)
+    device = harness.use_device(device)
 
-    print("command:", "python " + " ".join([os.path.relpath(sys.argv[0])] + (argv or sys.argv[1:])))
-    print("machine:", machine(device))
-    print(f"load average (1/5/15 min) at start: {load_average()}")
+    harness.print_header(device, argv)
     print(f"settings: precision={args.precision} fused_adamw={args.fused} grad_clip={not args.no_clip} "
-          f"mask_ratio={MASK_RATIO} warmup>={args.warmup} steps and >={args.warmup_s:g} s, "
-          f"median of {args.repeats} repeats of >={args.min_repeat_s:g} s; peak="
+          f"mask_ratio={MASK_RATIO} {harness.timing_settings(args)}; peak="
           f"{f'{args.peak_tflops:g} TFLOP/s' if args.peak_tflops else 'n/a (no MFU)'}")
     if "paper_finetune" in args.cases:
         print("note: paper_finetune = EEG encoder + TokenMapper + TokenPooler (CLIP loss) only; the Stable Diffusion "
@@ -441,18 +364,18 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for name in args.cases:
         case = build_case(name, args, device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        per_step, k, loss = time_case(case, args, device)
+        harness.reset_peak_memory(device)
+        per_step, k, loss = harness.time_steps(case.step, device, warmup=args.warmup, warmup_s=args.warmup_s,
+                                               repeats=args.repeats, min_repeat_s=args.min_repeat_s)
         counted = None if args.no_flop_counter else counted_flops(case, device)
-        mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        mem = harness.peak_memory_gib(device)
         results.append(Result(case.name, case.batch, case.params, case.tokens, case.flops, per_step, k, counted,
                               loss, mem))
         del case
         if device.type == "cuda":
             torch.cuda.empty_cache()
     report(results, args.peak_tflops)
-    print(f"load average (1/5/15 min) at end: {load_average()}")
+    harness.print_load_average("end")
 
 
 if __name__ == "__main__":

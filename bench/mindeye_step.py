@@ -44,10 +44,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -56,6 +54,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import harness  # noqa: E402
 from brain2img.encoders.mindeye import BrainNetwork, MindEyeConfig, mindeye_config  # noqa: E402
 from brain2img.losses import soft_clip_loss  # noqa: E402
 from brain2img.optim import decay_groups  # noqa: E402
@@ -90,10 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="peak dense TFLOP/s for MFU (default on cuda 989 = H100 SXM bf16 dense; not applied on cpu "
                          "unless given)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--warmup", type=int, default=3, help="minimum warm-up steps per variant")
-    ap.add_argument("--warmup_s", type=float, default=1.0, help="minimum warm-up seconds per variant")
-    ap.add_argument("--repeats", type=int, default=7, help="timed repeats per variant (the median is reported)")
-    ap.add_argument("--min_repeat_s", type=float, default=0.5, help="each repeat runs enough steps to last this long")
+    harness.add_timing_args(ap, "variant")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     for name in ("batch", "threads", "repeats"):
@@ -177,75 +173,13 @@ def build_variant(name: str, cfg: MindEyeConfig, args: argparse.Namespace, devic
     return Variant(name, step, model, opt)
 
 
-# ---------------------------------------------------------------------------------------------------- timing
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_variant(v: Variant, args: argparse.Namespace, device: torch.device) -> tuple[list[float], int, float]:
-    """Warm up, then time ``repeats`` blocks of ``k`` steps; per-step seconds of each block, ``k`` and the loss."""
-    t0, done = time.perf_counter(), 0
-    while done < args.warmup or time.perf_counter() - t0 < args.warmup_s:
-        v.step()
-        done += 1
-    sync(device)
-    t0 = time.perf_counter()
-    v.step()
-    sync(device)
-    k = max(1, int(args.min_repeat_s / (time.perf_counter() - t0)) + 1)
-    per_step = []
-    for _ in range(args.repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        for _ in range(k):
-            loss = v.step()
-        sync(device)
-        per_step.append((time.perf_counter() - t0) / k)
-    return per_step, k, float(loss.detach().float())
-
-
 # ---------------------------------------------------------------------------------------------------- report
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine(device: torch.device) -> str:
-    dev = "cpu"
-    if device.type == "cuda":
-        dev = f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return (f"{platform.platform()} | CPU {cpu_model()} | os.cpu_count()={os.cpu_count()} | "
-            f"torch {torch.__version__} threads={torch.get_num_threads()} | device {dev}")
-
-
 def check_device(device: torch.device, variants: tuple[str, ...]) -> None:
-    """Fail clearly when the requested device cannot run the requested variants."""
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit(f"--device {device}: CUDA is not available (torch {torch.__version__}, built for CUDA "
-                             f"{torch.version.cuda}, torch.cuda.is_available() is False); run this on a machine with "
-                             "an NVIDIA GPU and a working driver, or use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise SystemExit(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
-        if any(v.startswith("bf16") for v in variants) and not torch.cuda.is_bf16_supported():
-            raise SystemExit(f"--device {device} ({torch.cuda.get_device_name(device)}) does not support bf16; "
-                             "choose --variants fp16_autocast_foreach fp32_foreach")
-    elif device.type != "cpu":
-        raise SystemExit(f"--device must be cpu, cuda or cuda:N, got {device}")
+    """Fail clearly when the requested device cannot run (see :func:`harness.check_device`) the requested variants."""
+    harness.check_device(device)
+    if device.type == "cuda" and any(v.startswith("bf16") for v in variants) and not torch.cuda.is_bf16_supported():
+        raise SystemExit(f"--device {device} ({torch.cuda.get_device_name(device)}) does not support bf16; "
+                         "choose --variants fp16_autocast_foreach fp32_foreach")
 
 
 @dataclass
@@ -266,9 +200,10 @@ class Result:
 
 def report(results: list[Result], params: int, flops: int, args: argparse.Namespace) -> None:
     """Print the Markdown table and the ratios to the first variant."""
-    print(f"\n| {'variant':<28} | {'step ms (median)':>16} | {'min-max ms':>15} | {'B/param':>7} | "
-          f"{'roofline ms':>11} | {'% of roofline':>13} | {'MFU 6PB':>7} | {'MFU matmul':>10} | {'peak GiB':>8} |")
-    print("|" + "|".join("-" * w for w in (30, 18, 17, 9, 13, 15, 9, 12, 10)) + "|")
+    print()
+    harness.print_table_header([("variant", "<28"), ("step ms (median)", ">16"), ("min-max ms", ">15"),
+                                ("B/param", ">7"), ("roofline ms", ">11"), ("% of roofline", ">13"),
+                                ("MFU 6PB", ">7"), ("MFU matmul", ">10"), ("peak GiB", ">8")])
     for r in results:
         roof, roof_pct, mfu_6pb, mfu_mm = "n/a", "n/a", "n/a", "n/a"
         if args.hbm_tbps:
@@ -277,10 +212,10 @@ def report(results: list[Result], params: int, flops: int, args: argparse.Namesp
         if args.peak_tflops:
             mfu_6pb = f"{6 * params * args.batch / r.median_s / (args.peak_tflops * 1e12):.2%}"
             mfu_mm = f"{flops / r.median_s / (args.peak_tflops * 1e12):.2%}"
-        spread = f"{min(r.per_step) * 1e3:.2f}-{max(r.per_step) * 1e3:.2f}"
         mem = "n/a" if r.peak_mem_gib is None else f"{r.peak_mem_gib:.2f}"
-        print(f"| {r.name:<28} | {r.median_s * 1e3:16.2f} | {spread:>15} | {r.bytes_per_param:7.1f} | "
-              f"{roof:>11} | {roof_pct:>13} | {mfu_6pb:>7} | {mfu_mm:>10} | {mem:>8} |")
+        harness.print_table_row([f"{r.name:<28}", f"{r.median_s * 1e3:16.2f}",
+                                 f"{harness.min_max(r.per_step, 1e3):>15}", f"{r.bytes_per_param:7.1f}",
+                                 f"{roof:>11}", f"{roof_pct:>13}", f"{mfu_6pb:>7}", f"{mfu_mm:>10}", f"{mem:>8}"])
     print()
     for r in results:
         print(f"  {r.name}: {r.steps_per_repeat} step(s) per repeat, last loss {r.loss:.4f}")
@@ -292,10 +227,7 @@ def report(results: list[Result], params: int, flops: int, args: argparse.Namesp
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        raise SystemExit(f"--device: not a torch device: {args.device!r} ({err})") from err
+    device = harness.parse_device(args.device)
     args.variants = tuple(args.variants or DEFAULT_VARIANTS.get(device.type, ()))
     args.preset = args.preset or ("paper" if device.type == "cuda" else "small")
     check_device(device, args.variants)
@@ -303,10 +235,8 @@ def main(argv: list[str] | None = None) -> None:
         args.hbm_tbps = args.hbm_tbps or 3.0
         args.peak_tflops = args.peak_tflops or 989.0
     torch.set_num_threads(args.threads)
+    device = harness.use_device(device)
     if device.type == "cuda":
-        if device.index is None:
-            device = torch.device("cuda", torch.cuda.current_device())
-        torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True  # MindEye1 turns TF32 on (fp32 matmuls outside autocast)
         torch.backends.cudnn.allow_tf32 = True
 
@@ -316,13 +246,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.preset == "paper" and params != PAPER_PARAMS:
         raise SystemExit(f"paper BrainNetwork has {params:,} parameters, expected {PAPER_PARAMS:,}")
     flops = matmul_flops(cfg, args.batch)
-    print("command:", "python " + " ".join([os.path.relpath(sys.argv[0])] + (argv or sys.argv[1:])))
-    print("machine:", machine(device))
-    print(f"load average (1/5/15 min) at start: {load_average()}")
+    harness.print_header(device, argv)
     print(f"model: preset={args.preset} n_voxels={cfg.n_voxels} h={cfg.h} n_blocks={cfg.n_blocks} tokens="
           f"{cfg.clip_tokens}x{cfg.clip_dim} proj_hidden={cfg.proj_hidden}; {params:,} parameters; batch {args.batch}")
-    print(f"settings: SoftCLIP temp {args.temp:g}, AdamW lr {LR:g} wd {WEIGHT_DECAY:g}; warmup>={args.warmup} steps "
-          f"and >={args.warmup_s:g} s, median of {args.repeats} repeats of >={args.min_repeat_s:g} s; "
+    print(f"settings: SoftCLIP temp {args.temp:g}, AdamW lr {LR:g} wd {WEIGHT_DECAY:g}; "
+          f"{harness.timing_settings(args)}; "
           f"memory bandwidth {args.hbm_tbps or 'n/a'} TB/s, peak {args.peak_tflops or 'n/a'} TFLOP/s")
     print(f"FLOPs/step: 6 x params x batch = {6 * params * args.batch / 1e9:.1f} GFLOP; analytic matmul FLOPs "
           f"(projector per token) = {flops / 1e9:.1f} GFLOP")
@@ -332,16 +260,16 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for name in args.variants:
         v = build_variant(name, cfg, args, device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        per_step, k, loss = time_variant(v, args, device)
-        mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+        harness.reset_peak_memory(device)
+        per_step, k, loss = harness.time_steps(v.step, device, warmup=args.warmup, warmup_s=args.warmup_s,
+                                               repeats=args.repeats, min_repeat_s=args.min_repeat_s)
+        mem = harness.peak_memory_gib(device)
         results.append(Result(name, per_step, k, loss, adamw_bytes_per_param(v.model, v.opt), mem))
         del v
         if device.type == "cuda":
             torch.cuda.empty_cache()
     report(results, params, flops, args)
-    print(f"load average (1/5/15 min) at end: {load_average()}")
+    harness.print_load_average("end")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import harness  # noqa: E402
 from brain2img.encoders.ridge import StreamingRidgeCV  # noqa: E402
 
 ALPHAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -157,11 +158,6 @@ class Data:
 
 
 # ---------------------------------------------------------------------------------------------------- runs
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def chunks(t: int, size: int | None) -> list[tuple[int, int]]:
     size = size or t
     return [(j, min(t, j + size)) for j in range(0, t, size)]
@@ -187,15 +183,15 @@ def run_once(data: Data, args: argparse.Namespace, device: torch.device, dtype: 
     for start, stop in chunks(args.t, args.target_chunk):
         model = StreamingRidgeCV(args.p, stop - start, args.alphas, args.folds, dtype=dtype).to(device)
         for x, y, fold in data.batches(start, stop):
-            sync(device)
+            harness.sync(device)
             t0 = time.perf_counter()
             model.update(x, y, fold)
-            sync(device)
+            harness.sync(device)
             update_s += time.perf_counter() - t0
             del y
         t0 = time.perf_counter()
         model.fit()
-        sync(device)
+        harness.sync(device)
         fit_s += time.perf_counter() - t0
         model.reset_stats()
         if keep:
@@ -259,42 +255,16 @@ def matmul_flops(args: argparse.Namespace) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------------------------- report
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
-def machine(device: torch.device) -> str:
-    dev = "cpu"
-    if device.type == "cuda":
-        dev = f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return (f"{platform.platform()} | {platform.processor() or platform.machine()} | os.cpu_count()={os.cpu_count()}"
-            f" | torch {torch.__version__} threads={torch.get_num_threads()} | device {dev}")
-
-
 def check_device(device: torch.device, variants: tuple[str, ...]) -> None:
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit(f"--device {device}: CUDA is not available (torch {torch.__version__}, built for CUDA "
-                             f"{torch.version.cuda}, torch.cuda.is_available() is False); run this on a machine with "
-                             "an NVIDIA GPU and a working driver, or use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise SystemExit(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    elif device.type == "cpu":
-        if "tf32" in variants:
-            raise SystemExit("--variants tf32 needs --device cuda (TF32 is a tensor-core mode of NVIDIA GPUs)")
-    else:
-        raise SystemExit(f"--device must be cpu, cuda or cuda:N, got {device}")
+    """Fail clearly when the requested device cannot run (see :func:`harness.check_device`) the requested variants."""
+    harness.check_device(device)
+    if device.type == "cpu" and "tf32" in variants:
+        raise SystemExit("--variants tf32 needs --device cuda (TF32 is a tensor-core mode of NVIDIA GPUs)")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as err:
-        raise SystemExit(f"--device: not a torch device: {args.device!r} ({err})") from err
+    device = harness.parse_device(args.device)
     cuda = device.type == "cuda"
     args.variants = tuple(args.variants or (VARIANTS if cuda else ("fp32",)))
     args.repeats = args.repeats or (3 if cuda else 1)
@@ -304,16 +274,13 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--ref_device {args.ref_device}: CUDA is not available; use --ref_device cpu")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if cuda and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
+    device = harness.use_device(device, set_current=False)
 
     n, p, t, k = args.n, args.p, args.t, args.folds
     chunk = args.target_chunk or t
     stats_gb = k * (p * p + p * chunk) * 4 / 1e9
     flops_update, flops_fit = matmul_flops(args)
-    print("command:", "python " + " ".join([os.path.relpath(sys.argv[0])] + (argv or sys.argv[1:])))
-    print("machine:", machine(device))
-    print(f"load average (1/5/15 min) at start: {load_average()}")
+    harness.print_header(device, argv, cpu=platform.processor() or platform.machine())
     print(f"problem: n={n} trials, p={p} voxels, t={t} targets, {k} folds, alphas {list(args.alphas)}, per-target "
           f"alpha; update batches of {args.batch}; target chunks of {chunk} ({len(chunks(t, chunk))} chunk(s))")
     print(f"memory: statistics {stats_gb:.2f} GB per chunk in float32 (XᵀY {k * p * chunk * 4 / 1e9:.2f} GB), "
@@ -324,7 +291,7 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.perf_counter()
     data = Data(args, device)
-    sync(device)
+    harness.sync(device)
     print(f"data: X generated in {time.perf_counter() - t0:.1f} s (spectrum floor {args.spectrum_floor:g}, noise/"
           f"signal {args.noise_min:g} ... {args.noise_max:g})")
     e_max, e_min = data.spectrum()
@@ -354,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         mem = f"{torch.cuda.max_memory_allocated(device) / 1e9:.1f}" if cuda else "n/a"
         med = {name: statistics.median(getattr(r, name) for r in runs) for name in ("update_s", "fit_s", "total_s")}
-        rows.append((variant, med, min(r.total_s for r in runs), max(r.total_s for r in runs), mem))
+        rows.append((variant, med, [r.total_s for r in runs], mem))
         print(f"done {variant}: update {med['update_s']:.2f} s, fit {med['fit_s']:.2f} s, "
               f"total {med['total_s']:.2f} s, peak {mem} GB", flush=True)
         if args.check_targets:
@@ -366,17 +333,19 @@ def main(argv: list[str] | None = None) -> None:
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = False
 
-    print(f"\n| {'variant':<7} | {'update s':>8} | {'fit s':>8} | {'total s':>8} | {'total min-max s':>15} | "
-          f"{'update TFLOP/s':>14} | {'fit TFLOP/s':>11} | {'peak GB':>7} |")
-    print("|" + "|".join("-" * w for w in (9, 10, 10, 10, 17, 16, 13, 9)) + "|")
-    for variant, med, lo, hi, mem in rows:
-        print(f"| {variant:<7} | {med['update_s']:8.2f} | {med['fit_s']:8.2f} | {med['total_s']:8.2f} | "
-              f"{f'{lo:.2f}-{hi:.2f}':>15} | {flops_update / med['update_s'] / 1e12:14.2f} | "
-              f"{flops_fit / med['fit_s'] / 1e12:11.2f} | {mem:>7} |")
+    print()
+    harness.print_table_header([("variant", "<7"), ("update s", ">8"), ("fit s", ">8"), ("total s", ">8"),
+                                ("total min-max s", ">15"), ("update TFLOP/s", ">14"), ("fit TFLOP/s", ">11"),
+                                ("peak GB", ">7")])
+    for variant, med, totals, mem in rows:
+        harness.print_table_row([f"{variant:<7}", f"{med['update_s']:8.2f}", f"{med['fit_s']:8.2f}",
+                                 f"{med['total_s']:8.2f}", f"{harness.min_max(totals):>15}",
+                                 f"{flops_update / med['update_s'] / 1e12:14.2f}",
+                                 f"{flops_fit / med['fit_s'] / 1e12:11.2f}", f"{mem:>7}"])
     print()
     for note in notes:
         print(note)
-    print(f"load average (1/5/15 min) at end: {load_average()}")
+    harness.print_load_average("end")
 
 
 if __name__ == "__main__":
