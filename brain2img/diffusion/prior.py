@@ -24,7 +24,7 @@ image tokens by ``null_image_embed``; classifier-free guidance drops both.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brain2img.encoders.transformer import TransformerBlock
+from brain2img.presets import config_from_preset
 
 
 def cosine_beta_schedule(timesteps: int, s: float = 0.008) -> torch.Tensor:
@@ -124,13 +125,7 @@ def prior_config(preset: str = "tiny", **overrides: Any) -> PriorConfig:
     Raises:
         ValueError: for an unknown preset or field name.
     """
-    if preset not in PRIOR_PRESETS:
-        raise ValueError(f"prior_config: unknown preset {preset!r}; expected one of {sorted(PRIOR_PRESETS)}")
-    known = {f.name for f in fields(PriorConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"prior_config: unknown PriorConfig field(s) {unknown}; expected some of {sorted(known)}")
-    return PriorConfig(**{**PRIOR_PRESETS[preset], **overrides})
+    return config_from_preset(PriorConfig, PRIOR_PRESETS, "prior_config", preset, overrides)
 
 
 class PriorNetwork(nn.Module):

@@ -12,7 +12,7 @@ the autoencoder's encoder weights sit under the ``encoder.`` prefix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from torch import nn
 
 from brain2img.encoders.pos_embed import get_1d_sincos_pos_embed
 from brain2img.encoders.transformer import TransformerBlock
+from brain2img.presets import config_from_preset
 
 
 @dataclass
@@ -133,13 +134,7 @@ def eeg_mae_config(preset: str = "tiny", **overrides: Any) -> EEGMAEConfig:
     Raises:
         ValueError: for an unknown preset or an unknown field name.
     """
-    if preset not in EEG_MAE_PRESETS:
-        raise ValueError(f"eeg_mae_config: unknown preset {preset!r}; expected one of {sorted(EEG_MAE_PRESETS)}")
-    known = {f.name for f in fields(EEGMAEConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"eeg_mae_config: unknown EEGMAEConfig field(s) {unknown}; expected some of {sorted(known)}")
-    return EEGMAEConfig(**{**EEG_MAE_PRESETS[preset], **overrides})
+    return config_from_preset(EEGMAEConfig, EEG_MAE_PRESETS, "eeg_mae_config", preset, overrides)
 
 
 def _check_mask_ratio(mask_ratio: float, where: str) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from brain2img.presets import config_from_preset
+
 
 def _check_positive_ints(owner: str, **values: Any) -> None:
     for name, value in values.items():
@@ -76,16 +78,6 @@ MINDEYE_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _from_preset(cls: type, presets: dict[str, dict[str, Any]], owner: str, preset: str, overrides: dict) -> Any:
-    if preset not in presets:
-        raise ValueError(f"{owner}: unknown preset {preset!r}; expected one of {sorted(presets)}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(f"{owner}: unknown {cls.__name__} field(s) {unknown}; expected some of {sorted(known)}")
-    return cls(**{**presets[preset], **overrides})
-
-
 def mindeye_config(preset: str = "tiny", **overrides: Any) -> MindEyeConfig:
     """Build a :class:`MindEyeConfig` from a preset of ``MINDEYE_PRESETS`` with field overrides.
 
@@ -95,7 +87,7 @@ def mindeye_config(preset: str = "tiny", **overrides: Any) -> MindEyeConfig:
     Raises:
         ValueError: for an unknown preset or field name.
     """
-    return _from_preset(MindEyeConfig, MINDEYE_PRESETS, "mindeye_config", preset, overrides)
+    return config_from_preset(MindEyeConfig, MINDEYE_PRESETS, "mindeye_config", preset, overrides)
 
 
 class BrainNetwork(nn.Module):
@@ -268,7 +260,7 @@ def low_level_config(preset: str = "tiny", **overrides: Any) -> LowLevelConfig:
     Raises:
         ValueError: for an unknown preset or field name.
     """
-    return _from_preset(LowLevelConfig, LOW_LEVEL_PRESETS, "low_level_config", preset, overrides)
+    return config_from_preset(LowLevelConfig, LOW_LEVEL_PRESETS, "low_level_config", preset, overrides)
 
 
 class LowLevelBranch(nn.Module):
