@@ -16,7 +16,7 @@ Splits (always by stimulus image, as every brain2img dataset):
   as given (records outside them are not served). The reference code trains on ``train`` and evaluates on ``test``
   and never reads ``val``; brain2img uses ``val`` for model selection.
 - ``"stimulus"``: a seeded split of the images, stratified by class (:func:`brain2img.data.splits.split_stimuli`).
-- ``"block"``: a block-aware control, see :func:`block_split`.
+- ``"block"``: a block-aware control, see :func:`brain2img.data.eeg_imagenet_splits.block_split`.
 
 ``shuffled_labels=True`` is the permutation control: the image paired with each training trial is permuted (seeded,
 within subject); val/test pairs stay true. A model that still scores above chance on test under this control rides
