@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from brain2img.data import nsd_arrays as na
 from brain2img.data import nsd_files as nf
 from brain2img.data.base import BrainImageDataModule, TrialData
 from brain2img.data.splits import (
@@ -180,7 +181,7 @@ class NSDDataModule(BrainImageDataModule):
         responses_path: ``responses.tsv``.
         mindeye2_betas_path: ``betas_all_subj0S_fp32_renorm.hdf5``.
         mindeye2_behav_path: behaviour ``.npy`` (required for ``layout="mindeye2"``; see
-            :func:`brain2img.data.nsd_files.read_mindeye2_behav`).
+            :func:`brain2img.data.nsd_arrays.read_mindeye2_behav`).
         seed: seed of the val draw and of the training shuffle.
         batch_size: samples per batch.
         num_workers: DataLoader worker processes.
@@ -271,7 +272,7 @@ class NSDDataModule(BrainImageDataModule):
             self.stimuli_path = self._path(stimuli_path, lambda r: r / "coco_images_224_float16.hdf5", "stimuli_path")
             self._mask = None
             self._voxel_xyz = None
-            self._n_voxels = nf.mindeye2_betas_shape(self.mindeye2_betas_path)[1]
+            self._n_voxels = na.mindeye2_betas_shape(self.mindeye2_betas_path)[1]
             self._roi_columns = {"nsdgeneral": list(range(self._n_voxels))}
 
     def _path(self, given: str | None, under_root: Any, name: str) -> Path:
@@ -394,7 +395,7 @@ class NSDDataModule(BrainImageDataModule):
 
     def _mindeye2_trials(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """73k id, session and row within the session of the chosen trials, ordered by betas row."""
-        ids, rows = nf.read_mindeye2_behav(self.mindeye2_behav_path)
+        ids, rows = na.read_mindeye2_behav(self.mindeye2_behav_path)
         order = np.argsort(rows, kind="stable")
         ids, rows = ids[order], rows[order]
         session = rows // self.trials_per_session + 1
@@ -404,7 +405,7 @@ class NSDDataModule(BrainImageDataModule):
             raise ValueError(f"behaviour file '{self.mindeye2_behav_path}' lists no trial of session(s) {absent} "
                              f"(betas rows {(absent[0] - 1) * self.trials_per_session}.."
                              f"{absent[0] * self.trials_per_session - 1} for session {absent[0]})")
-        n_rows = nf.mindeye2_betas_shape(self.mindeye2_betas_path)[0]
+        n_rows = na.mindeye2_betas_shape(self.mindeye2_betas_path)[0]
         if rows[keep].max() >= n_rows:
             raise ValueError(f"behaviour file '{self.mindeye2_behav_path}' lists betas row {int(rows[keep].max())} but "
                              f"'{self.mindeye2_betas_path}' has {n_rows} rows")
@@ -424,12 +425,12 @@ class NSDDataModule(BrainImageDataModule):
             idx = np.flatnonzero(trial_session == s)
             if self.layout == "nsd":
                 source = self.betas_path(s)
-                x = nf.read_session_betas(source, self.betas_format, self._mask, self.trials_per_session, s,
+                x = na.read_session_betas(source, self.betas_format, self._mask, self.trials_per_session, s,
                                           self.betas_scale)
             else:
                 assert self._mindeye2_rows is not None
                 source = self.mindeye2_betas_path
-                x = nf.read_mindeye2_rows(source, self._mindeye2_rows[idx], self.trials_per_session)
+                x = na.read_mindeye2_rows(source, self._mindeye2_rows[idx], self.trials_per_session)
             if self.zscore == "session":
                 x = zscore_session(x, s, str(source), self._voxel_xyz)
             brain[idx] = x
@@ -453,7 +454,7 @@ class NSDDataModule(BrainImageDataModule):
         try:
             images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
                                                shape=(len(stim_ids), self._image_size, self._image_size, 3))
-            read = nf.read_stimuli if self.layout == "nsd" else nf.read_mindeye2_images
+            read = na.read_stimuli if self.layout == "nsd" else na.read_mindeye2_images
             read(self.stimuli_path, stim_ids, self._image_size, out=images)
             images.flush()
             del images
