@@ -315,6 +315,7 @@ def _ddp_worker(rank: int, port: int, expected: dict[str, torch.Tensor]) -> None
         assert not torch.allclose(local["soft_clip"], got["soft_clip"])  # without gathering: local negatives only
         with pytest.raises(ValueError, match="same shape"):
             all_gather_with_grad(torch.zeros(2 + rank, 3))
+        dist.barrier()  # both ranks leave their collectives before the group is torn down
     finally:
         dist.destroy_process_group()
 
