@@ -70,6 +70,17 @@ class ReconstructionMethod(L.LightningModule):
         first = int(batch[schema.STIMULUS_ID][0]) if len(batch[schema.STIMULUS_ID]) else 0
         return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + first)
 
+    def prepare_generator(self) -> bool:
+        """When fitting from scratch (not resuming), train or load a backbone that needs its datamodule's stimuli
+        (``tiny_simulated``), with the method's ``image_encoder`` as its condition. Returns whether it did."""
+        trainer = self._trainer
+        if trainer is None or trainer.ckpt_path is not None or not hasattr(self.backbone, "prepare"):
+            return False
+        if trainer.datamodule is None:
+            return False
+        self.backbone.prepare(trainer.datamodule, self.image_encoder)
+        return True
+
     def on_validation_epoch_start(self) -> None:
         """Start collecting validation embeddings (see :meth:`collect_val_embeddings`)."""
         self._val_emb: list[tuple[torch.Tensor, torch.Tensor]] = []

@@ -133,9 +133,7 @@ class DreamDiffusion(ReconstructionMethod):
         """Before fitting from scratch: prepare the generator (``tiny_simulated``) and load the pre-trained encoder."""
         if stage != "fit" or self.trainer is None or self.trainer.ckpt_path is not None:
             return
-        datamodule = self.trainer.datamodule
-        if hasattr(self.backbone, "prepare") and datamodule is not None:
-            self.backbone.prepare(datamodule, self.image_encoder)
+        if self.prepare_generator():
             select_trainable(self, self._groups(), list(self.hparams.trainable))  # prepare froze the backbone
         if self.hparams.encoder_checkpoint:
             pretrained = load_pretrained_encoder(self.hparams.encoder_checkpoint, self.eeg_config)

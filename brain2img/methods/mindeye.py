@@ -127,11 +127,8 @@ class MindEye(ReconstructionMethod):
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
         """Before fitting from scratch: train or load the generator (``tiny_simulated``)."""
-        if stage != "fit" or self.trainer is None or self.trainer.ckpt_path is not None:
-            return
-        datamodule = self.trainer.datamodule
-        if hasattr(self.backbone, "prepare") and datamodule is not None:
-            self.backbone.prepare(datamodule, self.image_encoder)
+        if stage == "fit":
+            self.prepare_generator()
 
     def train(self, mode: bool = True) -> MindEye:
         """Frozen parts (backbone, image encoder) stay in eval mode."""

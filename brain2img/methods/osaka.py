@@ -101,8 +101,7 @@ class OsakaMethod(ReconstructionMethod):
         datamodule = self.trainer.datamodule
         if hasattr(datamodule, "exact_distributed_epoch"):
             datamodule.exact_distributed_epoch = True  # sufficient statistics must see every trial exactly once
-        if hasattr(self.backbone, "prepare") and datamodule is not None and self.trainer.ckpt_path is None:
-            self.backbone.prepare(datamodule, self.image_encoder)
+        self.prepare_generator()
 
     def configure_optimizers(self) -> None:
         """Closed-form fit: no optimizer."""
