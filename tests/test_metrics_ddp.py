@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import socket
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,9 @@ from brain2img.metrics import (
     RetrievalTopK,
     TwoWayIdentification,
 )
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ddp_helpers import free_port  # noqa: E402
 
 N = 21  # odd: with 2 replicas the sampler pads rank 1 with a duplicate of sample 0
 WORLD = 2
@@ -108,14 +112,9 @@ def _worker(rank: int, port: int, expected: dict[str, object]) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_metrics_under_ddp_equal_single_process() -> None:
     expected = _evaluate(list(range(N)), batch=5)
     assert expected["two_way_ids"].shape == (N,)
-    mp.spawn(_worker, args=(_free_port(), expected), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), expected), nprocs=WORLD, join=True)

@@ -3,7 +3,8 @@ schedules and the diffusion prior, checked against the reference numbers and ind
 
 from __future__ import annotations
 
-import socket
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,9 @@ from brain2img.losses import (
     soft_clip_loss,
 )
 from brain2img.schedules import bimixco_epochs, make_onecycle, onecycle_total_steps, softclip_temperatures
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ddp_helpers import free_port  # noqa: E402
 
 
 def _prior_module():
@@ -320,11 +324,6 @@ def _ddp_worker(rank: int, port: int, expected: dict[str, torch.Tensor]) -> None
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 def test_gathered_losses_on_two_ranks_equal_the_single_process_loss() -> None:
@@ -333,7 +332,7 @@ def test_gathered_losses_on_two_ranks_equal_the_single_process_loss() -> None:
     np.testing.assert_allclose(
         expected["soft_clip"].item(), _np_soft_clip(data["preds"].numpy(), data["targets"].numpy(), 0.05), rtol=1e-5
     )
-    mp.spawn(_ddp_worker, args=(_free_port(), expected), nprocs=WORLD, join=True)
+    mp.spawn(_ddp_worker, args=(free_port(), expected), nprocs=WORLD, join=True)
 
 
 # -------------------------------------------------------------------------------------------------- schedules

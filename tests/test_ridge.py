@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
+import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,9 @@ from threadpoolctl import threadpool_limits
 
 from brain2img.encoders.ridge import StreamingRidgeCV
 from brain2img.encoders.ridge_stats import kfold_assign
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ddp_helpers import free_port  # noqa: E402
 
 ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 FLAGS = [(True, True), (True, False), (False, True), (False, False)]
@@ -158,11 +162,6 @@ def _ddp_worker(rank: int, world: int, init: str, out: str, x, y, fold) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_ddp_two_processes_equal_single_process():
     x, y = (torch.from_numpy(a) for a in make_data(120, 15, 4, seed=11))
@@ -172,7 +171,7 @@ def test_ddp_two_processes_equal_single_process():
     single.update(x, y, fold)
     single.fit()
     with tempfile.TemporaryDirectory() as out:
-        init = f"tcp://127.0.0.1:{_free_port()}"
+        init = f"tcp://127.0.0.1:{free_port()}"
         mp.spawn(_ddp_worker, args=(2, init, out, x, y, fold), nprocs=2, join=True)
         for rank in range(2):
             res = torch.load(os.path.join(out, f"rank{rank}.pt"))
