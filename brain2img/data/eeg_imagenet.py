@@ -50,11 +50,11 @@ from brain2img.data.splits import (
     SPLITS,
     build_manifest,
     config_hash,
+    manifest_split_positions,
+    open_prepared,
     publish_folder,
-    read_manifest,
     sha256_file,
     split_stimuli,
-    verify_checksums,
     write_json_atomic,
 )
 
@@ -440,22 +440,10 @@ class EEGImageNetDataModule(BrainImageDataModule):
         if not self.manifest_path.is_file():
             self.prepare_data()
         folder = self.data_folder
-        manifest = read_manifest(self.manifest_path)
-        if manifest["config_hash"] != config_hash(self.cache_config()):
-            raise ValueError(f"manifest '{self.manifest_path}' was written for another config "
-                             f"({manifest['config']}); delete the folder '{folder}' to prepare it again")
-        verify_checksums(folder, manifest["checksums"])
-        arr = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if name == "brain" else None, allow_pickle=False)
-               for name in ARRAYS}
+        manifest, arr = open_prepared(folder, self.manifest_path, config_hash(self.cache_config()), ARRAYS,
+                                      mmap=("brain",))
         stim_ids = arr["stimulus_ids"]
-        splits = {}
-        for name in SPLITS:
-            ids = np.asarray(manifest["splits"][name]["stimulus_ids"], dtype=np.int64)
-            pos = np.searchsorted(stim_ids, ids)
-            if not np.array_equal(stim_ids[np.minimum(pos, len(stim_ids) - 1)], ids):
-                raise ValueError(f"manifest '{self.manifest_path}': split '{name}' lists stimulus ids that are not in "
-                                 f"stimulus_ids.npy; delete the folder '{folder}' to prepare it again")
-            splits[name] = np.sort(pos).astype(np.int64)
+        splits = manifest_split_positions(manifest, stim_ids, self.manifest_path)
         trial_stimulus = arr["trial_stimulus"]
         if self.shuffled_labels:
             trial_stimulus = shuffle_train_pairs(trial_stimulus, arr["trial_subject"], splits["train"], self.seed)

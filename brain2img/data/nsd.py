@@ -39,10 +39,10 @@ from brain2img.data.splits import (
     SPLITS,
     build_manifest,
     config_hash,
+    manifest_split_positions,
+    open_prepared,
     publish_folder,
-    read_manifest,
     sha256_file,
-    verify_checksums,
     write_json_atomic,
 )
 
@@ -506,22 +506,10 @@ class NSDDataModule(BrainImageDataModule):
         if not self.manifest_path.is_file():
             self.prepare_data()
         folder = self.data_folder
-        manifest = read_manifest(self.manifest_path)
-        if manifest["config_hash"] != config_hash(self.cache_config()):
-            raise ValueError(f"manifest '{self.manifest_path}' was written for another config; delete the folder "
-                             f"'{folder}' to prepare it again")
-        verify_checksums(folder, manifest["checksums"])
-        arr = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if name in ("brain", "images") else None,
-                             allow_pickle=False) for name in ARRAYS}
+        manifest, arr = open_prepared(folder, self.manifest_path, config_hash(self.cache_config()), ARRAYS,
+                                      mmap=("brain", "images"))
         stim_ids = arr["stimulus_ids"]
-        splits = {}
-        for name in SPLITS:
-            ids = np.asarray(manifest["splits"][name]["stimulus_ids"], dtype=np.int64)
-            pos = np.searchsorted(stim_ids, ids)
-            if not np.array_equal(stim_ids[np.minimum(pos, len(stim_ids) - 1)], ids):
-                raise ValueError(f"manifest '{self.manifest_path}': split '{name}' lists stimulus ids that are not in "
-                                 f"stimulus_ids.npy; delete the folder '{folder}' to prepare it again")
-            splits[name] = np.sort(pos).astype(np.int64)
+        splits = manifest_split_positions(manifest, stim_ids, self.manifest_path)
         self._trial_session, self._trial_row = arr["trial_session"], arr["trial_row"]
         return TrialData(brain=arr["brain"], images=arr["images"], trial_stimulus=arr["trial_stimulus"],
                          stimulus_ids=stim_ids, labels=arr["labels"], trial_subject=arr["trial_subject"],

@@ -17,8 +17,8 @@ from brain2img.data.splits import (
     MANIFEST_NAME,
     build_manifest,
     config_hash,
+    open_prepared,
     publish_folder,
-    read_manifest,
     sha256_file,
     split_stimuli,
     verify_checksums,
@@ -219,12 +219,8 @@ class SimulatedDataModule(BrainImageDataModule):
         if not self.manifest_path.is_file():
             self.prepare_data()
         folder = self.data_folder
-        manifest = read_manifest(self.manifest_path)
-        if manifest["config_hash"] != config_hash(self.generating_config()):
-            raise ValueError(f"manifest '{self.manifest_path}' was written for another config "
-                             f"({manifest['config']}); delete the folder '{folder}' to regenerate it")
-        verify_checksums(folder, manifest["checksums"])
-        arr = {name: np.load(folder / f"{name}.npy") for name in ("brain", "images", "labels", "trial_stimulus")}
+        manifest, arr = open_prepared(folder, self.manifest_path, config_hash(self.generating_config()),
+                                      ("brain", "images", "labels", "trial_stimulus"))
         splits = {name: np.asarray(s["stimulus_ids"], dtype=np.int64) for name, s in manifest["splits"].items()}
         n_trials = len(arr["trial_stimulus"])
         return TrialData(brain=arr["brain"], images=arr["images"], trial_stimulus=arr["trial_stimulus"],

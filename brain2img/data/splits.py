@@ -151,3 +151,38 @@ def publish_folder(tmp: Path, folder: Path) -> None:
         if not (folder / MANIFEST_NAME).is_file():
             raise
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def open_prepared(folder: Path, manifest_path: Path, expected_hash: str, names: tuple[str, ...],
+                  mmap: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Open a prepared dataset folder: check that its manifest was written for this config, verify its checksums and
+    load ``<name>.npy`` for each of ``names`` (memory-mapped for those in ``mmap``).
+
+    Returns:
+        The manifest and the arrays by name.
+
+    Raises:
+        ValueError: a manifest of another config or a checksum mismatch (the message names the folder to delete).
+    """
+    manifest = read_manifest(manifest_path)
+    if manifest["config_hash"] != expected_hash:
+        raise ValueError(f"manifest '{manifest_path}' was written for another config ({manifest.get('config')}); "
+                         f"delete the folder '{folder}' to prepare it again")
+    verify_checksums(folder, manifest["checksums"])
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r" if name in mmap else None, allow_pickle=False)
+              for name in names}
+    return manifest, arrays
+
+
+def manifest_split_positions(manifest: dict[str, Any], stimulus_ids: np.ndarray, manifest_path: Path
+                             ) -> dict[str, np.ndarray]:
+    """Positions in ``stimulus_ids`` (sorted) of each split's stimulus ids listed in the manifest."""
+    splits = {}
+    for name in SPLITS:
+        ids = np.asarray(manifest["splits"][name]["stimulus_ids"], dtype=np.int64)
+        pos = np.searchsorted(stimulus_ids, ids)
+        if not np.array_equal(stimulus_ids[np.minimum(pos, len(stimulus_ids) - 1)], ids):
+            raise ValueError(f"manifest '{manifest_path}': split '{name}' lists stimulus ids that are not in "
+                             f"stimulus_ids.npy; delete its folder '{manifest_path.parent}' to prepare it again")
+        splits[name] = np.sort(pos).astype(np.int64)
+    return splits
