@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,37 @@ def test_bad_inputs_raise_clear_errors():
     model.fit()
     with pytest.raises(ValueError, match="expected 4 features.*got 3"):
         model(torch.randn(2, 3))
+
+
+def _ill_conditioned(noise: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
+    """40 features that are mixtures of 8 latents plus a little independent noise: Gram eigenvalues span ~1e6."""
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(2000, 8))
+    x = latent @ rng.normal(size=(8, 40)) + noise * rng.normal(size=(2000, 40))
+    y = x @ rng.normal(size=(40, 5)) + 0.1 * rng.normal(size=(2000, 5))
+    return x.astype(np.float32).astype(np.float64), y.astype(np.float32).astype(np.float64)
+
+
+def test_float64_gram_keeps_directions_a_float32_gram_drops():
+    """At tiny alphas a float32 Gram truncates the eigenbasis (and says so); the default float64 Gram keeps it."""
+    x, y = _ill_conditioned()
+    fold = np.arange(len(x)) % 5
+    kw = {"alphas": (1e-6, 1e-4), "fit_intercept": False, "standardize": True}
+    ref = fitted(x, y, fold, **kw).coef_.numpy()
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    with pytest.warns(UserWarning, match="keep float32 rounding"):
+        mixed = fitted(x32, y32, fold, dtype="float32", **kw)
+    with pytest.warns(UserWarning, match="truncated least squares"):
+        truncated = fitted(x32, y32, fold, dtype="float32", gram_dtype="float32", **kw)
+    assert mixed.xtx.dtype == torch.float64 and mixed.xty.dtype == torch.float32
+    assert rel_err(mixed.coef_.double().numpy(), ref) < 0.1
+    assert rel_err(truncated.coef_.double().numpy(), ref) > 0.5
+
+
+def test_float32_on_well_conditioned_data_does_not_warn():
+    x, y = _ill_conditioned(noise=1.0)
+    fold = np.arange(len(x)) % 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m32 = fitted(x.astype(np.float32), y.astype(np.float32), fold, dtype="float32", gram_dtype="float32")
+    assert rel_err(m32.coef_.double().numpy(), fitted(x, y, fold).coef_.numpy()) < 1e-3

@@ -13,20 +13,37 @@ has n_k < p/2 samples), then one more ``eigh`` for the final refit. No per-targe
 (n x n kernels), which a streaming fit does not keep, so it is not implemented; with alpha > 0 the primal form stays
 well posed for p > n.
 
-Precision: the sums are raw (uncentred). float64 (default) is safe; in float32 the cancellation in
-``XᵀX - n x̄x̄ᵀ`` loses digits when feature means are large compared to their spread, so centre such data first.
+Precision: the sums are raw (uncentred). The feature side (``XᵀX``, eigendecompositions) is float64 by default
+whatever ``dtype`` says, because float32 eigenvalues cannot resolve alphas far below ``p eps max(eigenvalue)``; the
+large target side (``XᵀY``) may be float32. In float32 the cancellation in ``XᵀY - n x̄ȳᵀ`` loses digits when means
+are large compared to their spread, so centre such data first.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from brain2img.encoders.ridge_stats import Moments, heldout_sse, solve_per_target
+from brain2img.encoders.ridge_stats import (
+    Moments,
+    heldout_sse,
+    offsets_from,
+    scaled_gram,
+    solve_per_target,
+    truncation_level,
+)
 
 _STATS = ("n", "sx", "sy", "xtx", "xty", "syy")
+
+
+def _float_dtype(value: str | torch.dtype, name: str) -> torch.dtype:
+    dt = getattr(torch, value, None) if isinstance(value, str) else value
+    if dt not in (torch.float32, torch.float64):
+        raise ValueError(f"StreamingRidgeCV: {name} must be float32 or float64, got {value!r}")
+    return dt
 
 
 class StreamingRidgeCV(nn.Module):
@@ -47,10 +64,13 @@ class StreamingRidgeCV(nn.Module):
             ``sklearn.preprocessing.StandardScaler``; the penalty then acts on standardised coefficients.
             ``standardize=True, fit_intercept=False`` is the reference pipeline exactly (x centred and scaled, y
             not centred).
-        dtype: dtype of statistics and solution (``"float64"`` or ``"float32"``). In float32, eigen-directions
-            below ``p * eps * max(eigenvalue)`` are dropped; on large standardised data that cut-off exceeds tiny
-            alphas (at NSD scale it is about 20, above the Osaka grid's 1e-6 ... 1), so the fit becomes truncated
-            least squares rather than the ridge: keep float64 for small alphas.
+        dtype: dtype of the target-side statistics (``XᵀY`` (p, t), ``Σy``, ``Σy²``) and of the solution
+            (``"float64"`` or ``"float32"``); float32 halves the memory and time of the large (p, t) parts.
+        gram_dtype: dtype of the feature-side statistics (``XᵀX``, ``Σx``), the eigendecompositions and the alphas
+            (default float64, whatever ``dtype`` is). Eigen-directions below ``p * eps * max(eigenvalue)`` are
+            dropped; with a float32 Gram that cut-off is about 20 at NSD scale, above the Osaka grid's 1e-6 ... 1,
+            which turns the ridge into truncated least squares. ``fit`` warns when float32 statistics meet
+            directions below that resolution.
     """
 
     def __init__(
@@ -62,6 +82,7 @@ class StreamingRidgeCV(nn.Module):
         fit_intercept: bool = True,
         standardize: bool = True,
         dtype: str | torch.dtype = "float64",
+        gram_dtype: str | torch.dtype = "float64",
     ) -> None:
         super().__init__()
         if n_features < 1 or n_targets < 1:
@@ -71,17 +92,15 @@ class StreamingRidgeCV(nn.Module):
         alphas = tuple(float(a) for a in alphas)
         if not alphas or any(not a > 0 or a == float("inf") for a in alphas):
             raise ValueError(f"StreamingRidgeCV: alphas must be a non-empty list of finite values > 0, got {alphas}")
-        dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-        if dt not in (torch.float32, torch.float64):
-            raise ValueError(f"StreamingRidgeCV: dtype must be float32 or float64, got {dtype}")
+        dt, gt = _float_dtype(dtype, "dtype"), _float_dtype(gram_dtype, "gram_dtype")
         self.n_features, self.n_targets, self.n_folds = n_features, n_targets, n_folds
         self.fit_intercept, self.standardize = fit_intercept, standardize
         p, t, k = n_features, n_targets, n_folds
-        self.register_buffer("alphas", torch.tensor(alphas, dtype=dt))
+        self.register_buffer("alphas", torch.tensor(alphas, dtype=gt))
         self.register_buffer("n", torch.zeros(k, dtype=torch.long), persistent=False)
-        self.register_buffer("sx", torch.zeros(k, p, dtype=dt), persistent=False)
+        self.register_buffer("sx", torch.zeros(k, p, dtype=gt), persistent=False)
         self.register_buffer("sy", torch.zeros(k, t, dtype=dt), persistent=False)
-        self.register_buffer("xtx", torch.zeros(k, p, p, dtype=dt), persistent=False)
+        self.register_buffer("xtx", torch.zeros(k, p, p, dtype=gt), persistent=False)
         self.register_buffer("xty", torch.zeros(k, p, t, dtype=dt), persistent=False)
         self.register_buffer("syy", torch.zeros(k, t, dtype=dt), persistent=False)
         self.register_buffer("coef_", torch.zeros(p, t, dtype=dt))
@@ -114,17 +133,18 @@ class StreamingRidgeCV(nn.Module):
             fold: (B,) integer fold of each sample, in ``[0, n_folds)``.
         """
         self._check_batch(x, y, fold)
-        dev, dt = self.xtx.device, self.xtx.dtype
-        x, y, fold = x.detach().to(dev, dt), y.detach().to(dev, dt), fold.detach().to(dev, torch.long)
-        onehot = torch.nn.functional.one_hot(fold, self.n_folds).to(dt)  # (B, K)
-        self.n += onehot.sum(0).long()
-        self.sx += onehot.T @ x
-        self.sy += onehot.T @ y
-        self.syy += onehot.T @ (y * y)
+        dev, gt, dt = self.xtx.device, self.xtx.dtype, self.xty.dtype
+        xg, y, fold = x.detach().to(dev, gt), y.detach().to(dev, dt), fold.detach().to(dev, torch.long)
+        x = xg.to(dt)
+        onehot = torch.nn.functional.one_hot(fold, self.n_folds)  # (B, K)
+        self.n += onehot.sum(0)
+        self.sx += onehot.to(gt).T @ xg
+        self.sy += onehot.to(dt).T @ y
+        self.syy += onehot.to(dt).T @ (y * y)
         for k in torch.unique(fold).tolist():
-            xk, yk = x[fold == k], y[fold == k]
-            self.xtx[k] += xk.T @ xk
-            self.xty[k] += xk.T @ yk
+            rows = fold == k
+            self.xtx[k] += xg[rows].T @ xg[rows]
+            self.xty[k] += x[rows].T @ y[rows]
 
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor, fold: torch.Tensor) -> None:
         p, t = self.n_features, self.n_targets
@@ -182,8 +202,9 @@ class StreamingRidgeCV(nn.Module):
         for k in range(self.n_folds):
             held = self._moments(k)
             sse += heldout_sse(everything - held, held, self.alphas, self.fit_intercept, self.standardize)
+        self._warn_precision(everything)
         best = sse.argmin(0)
-        alpha = self.alphas[best]
+        alpha = self.alphas[best].to(self.alpha_.dtype)
         coef, intercept = solve_per_target(everything, alpha, self.fit_intercept, self.standardize)
         self.cv_sse_.copy_(sse)
         self.alpha_.copy_(alpha)
@@ -191,6 +212,33 @@ class StreamingRidgeCV(nn.Module):
         self.intercept_.copy_(intercept)
         self.fitted_.fill_(True)
         return self
+
+    def _warn_precision(self, everything: Moments) -> None:
+        """Warn when float32 statistics cannot resolve directions that the smallest alpha still shapes.
+
+        With a float32 Gram, eigen-directions below ``p eps32 max(e)`` are dropped (truncated least squares, not
+        the ridge). With a float64 Gram and float32 ``XᵀY``, those directions are kept but their coefficients
+        carry the float32 rounding of ``XᵀY`` amplified by ``max(e) / (e + alpha)``.
+        """
+        if self.xty.dtype == torch.float64 and self.xtx.dtype == torch.float64:
+            return
+        o = offsets_from(everything, self.fit_intercept, self.standardize)
+        e = torch.linalg.eigvalsh(scaled_gram(everything, o).double()).clamp_min(0.0)
+        alpha = float(self.alphas.min())
+        cut = float(truncation_level(e.float(), self.n_features))
+        rank = int(everything.n) - int(self.fit_intercept or self.standardize)  # centring removes one dimension
+        null = max(0, self.n_features - rank)  # directions without data: dropped at any precision
+        weak = int((e + alpha <= cut).sum()) - null
+        if not weak:
+            return
+        if self.xtx.dtype == torch.float32:
+            what = "are dropped: this fit is truncated least squares, not the ridge; use gram_dtype float64"
+        else:
+            what = ("keep float32 rounding of XᵀY amplified up to max(eigenvalue) / (eigenvalue + alpha); check "
+                    "against dtype float64 on a subset of targets, or use larger alphas")
+        warnings.warn(f"StreamingRidgeCV.fit: {weak} of {self.n_features} eigen-directions of the standardised Gram "
+                      f"(eigenvalue + smallest alpha {alpha:.3g} <= {cut:.3g}, the float32 resolution) {what}",
+                      stacklevel=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Predict (..., t) from (..., p), in ``x``'s dtype."""
@@ -205,4 +253,4 @@ class StreamingRidgeCV(nn.Module):
     def extra_repr(self) -> str:
         return (f"n_features={self.n_features}, n_targets={self.n_targets}, n_alphas={len(self.alphas)}, "
                 f"n_folds={self.n_folds}, fit_intercept={self.fit_intercept}, standardize={self.standardize}, "
-                f"dtype={self.xtx.dtype}")
+                f"dtype={self.xty.dtype}, gram_dtype={self.xtx.dtype}")

@@ -7,6 +7,11 @@ of a cross-validation fold is ``total - fold`` and the statistics of several pro
 The regression is ``y ≈ ((x - cx) / s) W + cy``: ``cx`` and ``cy`` are offsets (training means, or zero) and ``s``
 the feature scale (training standard deviation with ddof 0, or one). Centred moments around any offsets follow
 exactly from the raw sums, e.g. ``Σ(x - cx)(y - cy)ᵀ = xty - cx syᵀ - sx cyᵀ + n cx cyᵀ``.
+
+Two precisions may be mixed: the x-side sums (``sx``, ``xtx``), the eigendecomposition and the alphas in a "Gram"
+dtype (float64 by default), the large y-side sums (``xty`` (p, t), ``sy``, ``syy``) and everything of size t in the
+"target" dtype. The eigenvalues decide which directions survive, so they need the precision; the (p, t) products do
+not.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ def offsets_from(m: Moments, fit_intercept: bool, standardize: bool) -> Offsets:
     mean_x = m.sx / n
     zeros_x, zeros_y = torch.zeros_like(m.sx), torch.zeros_like(m.sy)
     cx = mean_x if (fit_intercept or standardize) else zeros_x
-    cy = m.sy / n if fit_intercept else zeros_y
+    cy = m.sy / n.to(m.sy.dtype) if fit_intercept else zeros_y
     s = torch.ones_like(m.sx)
     if standardize:
         var = (torch.diagonal(m.xtx) / n - mean_x**2).clamp_min(0.0)
@@ -72,10 +77,16 @@ def scaled_gram(m: Moments, o: Offsets) -> torch.Tensor:
     return g / torch.outer(o.s, o.s)
 
 
+def _like(a: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``a`` in ``ref``'s dtype (the target dtype for anything multiplied into a (p, t) array)."""
+    return a.to(ref.dtype)
+
+
 def scaled_cross(m: Moments, o: Offsets) -> torch.Tensor:
-    """``Σ z (y - cy)ᵀ`` (p, t)."""
-    c = m.xty - torch.outer(o.cx, m.sy) - torch.outer(m.sx, o.cy) + m.n * torch.outer(o.cx, o.cy)
-    return c / o.s[:, None]
+    """``Σ z (y - cy)ᵀ`` (p, t), in the target dtype."""
+    cx, sx = _like(o.cx, m.xty), _like(m.sx, m.xty)
+    c = m.xty - torch.outer(cx, m.sy) - torch.outer(sx, o.cy) + m.n * torch.outer(cx, o.cy)
+    return c / _like(o.s, m.xty)[:, None]
 
 
 def centred_yy(m: Moments, o: Offsets) -> torch.Tensor:
@@ -86,19 +97,24 @@ def centred_yy(m: Moments, o: Offsets) -> torch.Tensor:
 def eig_solve_parts(gram: torch.Tensor, cross: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eigendecompose the Gram once so that ``W(α) = V diag(1 / (e + α)) Q`` for any α.
 
-    Directions with a numerically zero eigenvalue (``e <= max(e) * p * eps``, e.g. when p > n) are dropped: the
-    exact ``cross`` has no component there, so only rounding noise (amplified by ``1/α``) is removed.
+    Directions with a numerically zero eigenvalue (``e <= max(e) * p * eps`` with the Gram's eps, e.g. when p > n)
+    are dropped: the exact ``cross`` has no component there, so only rounding noise (amplified by ``1/α``) is
+    removed. With a float32 Gram that cut-off can exceed small alphas (see :func:`truncation_level`).
 
     Returns:
-        ``e`` (p) eigenvalues (clamped at 0), ``V`` (p, p) eigenvectors, ``Q = Vᵀ cross`` (p, t) with the null
-        directions zeroed.
+        ``e`` (p) eigenvalues (clamped at 0, Gram dtype), ``V`` (p, p) eigenvectors (Gram dtype), ``Q = Vᵀ cross``
+        (p, t, target dtype) with the null directions zeroed.
     """
     e, v = torch.linalg.eigh(gram)
     e = e.clamp_min(0.0)
-    tol = e.max() * gram.shape[0] * torch.finfo(e.dtype).eps
-    q = v.T @ cross
-    q = q * (e > tol).to(q.dtype)[:, None]
+    q = _like(v, cross).T @ cross
+    q = q * _like(e > truncation_level(e, gram.shape[0]), q)[:, None]
     return e, v, q
+
+
+def truncation_level(e: torch.Tensor, p: int) -> torch.Tensor:
+    """Eigenvalues at or below ``max(e) * p * eps`` (eps of ``e``'s dtype) are treated as zero."""
+    return e.max() * p * torch.finfo(e.dtype).eps
 
 
 def heldout_sse(
@@ -113,8 +129,8 @@ def heldout_sse(
     """
     o = offsets_from(train, fit_intercept, standardize)
     e, v, q = eig_solve_parts(scaled_gram(train, o), scaled_cross(train, o))
-    a = v.T @ scaled_cross(held, o)  # (p, t)
-    d = 1.0 / (e[None, :] + alphas[:, None])  # (n_alphas, p)
+    a = _like(v, q).T @ scaled_cross(held, o)  # (p, t)
+    d = _like(1.0 / (e[None, :] + alphas[:, None]), q)  # (n_alphas, p)
     cross_term = d @ (q * a)
     quad = _held_quadratic(scaled_gram(held, o), v, int(held.n))
     quad_term = torch.stack([quad(d_a[:, None] * q) for d_a in d])
@@ -132,22 +148,23 @@ def _held_quadratic(
     p = gram_held.shape[0]
     if n_held >= p // 2:
         m = v.T @ gram_held @ v
-        return lambda u: (u * (m @ u)).sum(0)
+        return lambda u: (u * (_like(m, u) @ u)).sum(0)
     lam, vec = torch.linalg.eigh(gram_held)
     lam, vec = lam[-n_held:].clamp_min(0.0), vec[:, -n_held:]
     r = (vec * lam.sqrt()).T @ v  # (n_held, p): Lᵀ V
-    return lambda u: (r @ u).square().sum(0)
+    return lambda u: (_like(r, u) @ u).square().sum(0)
 
 
 def solve_per_target(
     m: Moments, alpha_per_target: torch.Tensor, fit_intercept: bool, standardize: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit on ``m`` with one alpha per target; return ``coef`` (p, t) and ``intercept`` (t) in original x units."""
+    """Fit on ``m`` with one alpha per target; return ``coef`` (p, t) and ``intercept`` (t) in original x units,
+    in the target dtype."""
     o = offsets_from(m, fit_intercept, standardize)
     e, v, q = eig_solve_parts(scaled_gram(m, o), scaled_cross(m, o))
-    w = v @ (q / (e[:, None] + alpha_per_target[None, :]))
-    coef = w / o.s[:, None]
-    intercept = o.cy - o.cx @ coef
+    w = _like(v, q) @ (q / (_like(e, q)[:, None] + _like(alpha_per_target, q)[None, :]))
+    coef = w / _like(o.s, q)[:, None]
+    intercept = o.cy - _like(o.cx, q) @ coef
     return coef, intercept
 
 
