@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 import torch
-from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from tiny_backbone import SMALL
+from tiny_sd import write_sd_folder
 
 import brain2img.diffusion.generator as generator_mod
 from brain2img.diffusion.generator import cache_key, load_or_train_generator, train_generator
@@ -35,28 +36,7 @@ def _data(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.fixture(scope="module")
 def sd_folder(tmp_path_factory):
     """A tiny Stable-Diffusion-layout folder written with save_pretrained (SD's PNDM scheduler config)."""
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    root = tmp_path_factory.mktemp("sd")
-    torch.manual_seed(0)
-    AutoencoderKL(block_out_channels=(8, 16), norm_num_groups=8, latent_channels=4,
-                  down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                  ).save_pretrained(root / "vae")
-    UNet2DConditionModel(sample_size=8, block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8,
-                         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
-                         attention_head_dim=2).save_pretrained(root / "unet")
-    PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-                  set_alpha_to_one=False, steps_offset=1).save_pretrained(root / "scheduler")
-    words = root / "words"
-    words.mkdir()
-    (words / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "a": 3}))
-    (words / "merges.txt").write_text("#version: 0.2\n")
-    CLIPTokenizer(str(words / "vocab.json"), str(words / "merges.txt")).save_pretrained(root / "tokenizer")
-    CLIPTextModel(CLIPTextConfig(vocab_size=4, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                                 num_attention_heads=4, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
-                                 pad_token_id=1)).save_pretrained(root / "text_encoder")
-    return root
+    return write_sd_folder(tmp_path_factory.mktemp("sd"))
 
 
 def test_sd_preset_loads_local_folder(sd_folder):

@@ -207,6 +207,7 @@ def test_osaka_nsd_config_parses_without_data(capsys, tmp_path, monkeypatch):
     assert (data["root"], data["sessions"], data["roi"], data["zscore"], data["image_size"],
             data["eval_repeats"]) == ("data/nsd", 37, ["early", "ventral"], "none", 320, "average")
     assert cfg["trainer"]["accelerator"] == "gpu"
+    assert model["captions"] == {"root": "data/nsd"} and model["ridge_dtype"] == "float32"
     # the ROI-columns fragment written by write_roi_columns_config merges into it
     frag = tmp_path / "cols.yaml"
     frag.write_text(yaml.safe_dump({"data": {"init_args": {"subject": 1, "roi": ["early", "ventral"]}},

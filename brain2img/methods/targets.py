@@ -1,27 +1,85 @@
-"""Regression targets of a stimulus (VAE latent z, image embedding c), computed once per stimulus id."""
+"""Regression targets of a stimulus (VAE latent z, condition c), computed once per stimulus id.
+
+``c`` comes from a *condition source*, a callable ``(images, stimulus_ids) -> (B, d)``:
+
+- :class:`ImageCondition`: the image encoder's pooled embedding (the simulated benchmark's c).
+- :class:`CaptionCondition`: the mean text embedding of the image's COCO captions, flattened (the reference's c on
+  NSD: SD's CLIP text encoder, 77 x 768 = 59,136 values).
+
+Condition sources are plain objects, not registered modules: their weights are frozen helpers of training and
+evaluation and are not saved in checkpoints (reconstruction needs only the fitted ridges and the backbone).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from brain2img.data import schema
+from brain2img.data.nsd_captions import NSDCaptions
+from brain2img.encoders.caption_embedding import CaptionEmbedder
+
+ConditionSource = Callable[[torch.Tensor, list[int]], torch.Tensor]
+
+
+class ImageCondition:
+    """``c`` = ``encoder(images)["pooled"]``.
+
+    Args:
+        encoder: module whose output dict has ``pooled``.
+    """
+
+    def __init__(self, encoder: nn.Module) -> None:
+        self.encoder = encoder
+
+    def __call__(self, images: torch.Tensor, ids: list[int]) -> torch.Tensor:
+        return self.encoder(images)["pooled"]
+
+
+class CaptionCondition:
+    """``c`` = mean CLIP text embedding of the image's captions, flattened to ``(B, max_length * D)``.
+
+    Args:
+        text_encoder: folder with ``tokenizer/`` and ``text_encoder/`` (e.g. the SD folder).
+        root: NSD root (captions located as NSD ships them), or:
+        stim_info: ``nsd_stim_info_merged.csv``.
+        annotations: folder of ``captions_{train,val}2017.json``.
+        max_length: tokens per caption (77).
+        batch_size: captions per text-encoder pass.
+    """
+
+    def __init__(self, text_encoder: str | Path, root: str | Path | None = None, stim_info: str | Path | None = None,
+                 annotations: str | Path | None = None, max_length: int = 77, batch_size: int = 64) -> None:
+        self.captions = NSDCaptions(root, stim_info, annotations)
+        self.embedder = CaptionEmbedder(text_encoder, max_length, batch_size)
+
+    @property
+    def output_dim(self) -> int:
+        """Values of one flattened c."""
+        return self.embedder.output_dim
+
+    def __call__(self, images: torch.Tensor, ids: list[int]) -> torch.Tensor:
+        self.embedder.to(images.device)
+        return self.embedder(self.captions(ids)).flatten(1)
 
 
 class StimulusTargets(nn.Module):
     """Compute ``(z, c)`` for the images of a batch, caching them by stimulus id.
 
-    Every repetition of a stimulus has the same targets, so each unique image goes through the VAE and the image
-    encoder once per run, however many trials show it. The cache holds no parameters and is not saved.
+    Every repetition of a stimulus has the same targets, so each unique image goes through the VAE and the condition
+    source once per run, however many trials show it. The cache holds no parameters and is not saved.
 
     Args:
         backbone: the latent-diffusion backbone (``encode_images`` gives z).
-        image_encoder: module whose output dict has ``pooled`` (the c of the image).
+        condition: the condition source giving c (see the module docstring).
     """
 
-    def __init__(self, backbone: nn.Module, image_encoder: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, condition: ConditionSource) -> None:
         super().__init__()
-        self._modules_ref = (backbone, image_encoder)  # not registered: owned by the method
+        self._modules_ref = (backbone, condition)  # not registered: owned by the method
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def clear(self) -> None:
@@ -30,14 +88,14 @@ class StimulusTargets(nn.Module):
 
     @torch.no_grad()
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``z (B, prod(latent_shape))`` and ``c (B, condition_dim)`` for the batch."""
-        backbone, encoder = self._modules_ref
+        """Return ``z (B, prod(latent_shape))`` and ``c (B, d)`` for the batch."""
+        backbone, condition = self._modules_ref
         ids = [int(i) for i in batch[schema.STIMULUS_ID]]
         missing = [k for k, i in enumerate(ids) if i not in self._cache]
         if missing:
             images = batch[schema.IMAGE][missing]
             z = backbone.encode_images(images).flatten(1)
-            c = encoder(images)["pooled"]
+            c = condition(images, [ids[k] for k in missing])
             for row, k in enumerate(missing):
                 self._cache[ids[k]] = (z[row].detach(), c[row].detach())
         z, c = zip(*(self._cache[i] for i in ids), strict=True)
