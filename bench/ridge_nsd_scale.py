@@ -5,10 +5,11 @@ Problem (defaults): 24,980 trials x 7,000 voxels -> 59,136 targets (77 x 768 CLI
 ``--batch`` (2,000) into per-fold sufficient statistics; ``fit`` chooses every target's alpha from the exact held-out
 error and refits (see :mod:`brain2img.encoders.ridge`). Timed separately: update (sum over batches), fit, total.
 
-Variants (``--variants``): ``fp32`` (float32 statistics and solves, full-precision float32 matmuls:
-``torch.backends.cuda.matmul.allow_tf32 = False``), ``tf32`` (the same with TF32 tensor-core matmuls; the ``eigh``
-calls are not affected; CUDA only) and ``fp64`` (float64 statistics and solves: on an H100 the FP64 tensor cores run
-about as fast as non-TF32 float32, and float64 avoids float32's eigenvalue cut-off, see below). CPU default: ``fp32``.
+Variants (``--variants``): ``fp32`` (float32 ``XᵀY`` and target-side solves, float64 ``XᵀX`` and ``eigh`` -- the
+ridge's default Gram precision; full-precision float32 matmuls: ``torch.backends.cuda.matmul.allow_tf32 = False``),
+``tf32`` (the same with TF32 tensor-core matmuls for the float32 parts; CUDA only), ``fp32_gram32`` (everything in
+float32, eigen-solves included: see the cut-off below) and ``fp64`` (everything float64; on an H100 the FP64 tensor
+cores run about as fast as non-TF32 float32). CPU default: ``fp32``.
 
 Data (random, made on the device, not timed): ``X = (G diag(s)) Qᵀ diag(c)`` with ``G`` Gaussian (n, p), ``Q`` a random
 orthogonal (p, p), singular-value scales ``s`` geometric from 1 down to ``--spectrum_floor`` (0.1) and voxel scales
@@ -32,11 +33,12 @@ parts, 2x) + ``n_alphas x 2 p² t`` (the held-out quadratic term; ``2 n_k p t`` 
 ``n_k < p / 2`` trials) + ``4 p³``, then the refit ``4 p² t``; ``eigh`` is not counted. At the defaults that is
 23 TFLOP for update and 279 TFLOP for fit (203 of them the per-alpha held-out term).
 
-Float32 cut-off: ``ridge_stats.eig_solve_parts`` drops eigen-directions below ``p x eps x max eigenvalue``. The
-standardised Gram has trace ``n p``, so its largest eigenvalue is at least ``n`` and in float32 the cut-off is at least
-``p n eps32`` = 7,000 x 24,980 x 1.19e-7 = 20.8 at NSD size: above every Osaka alpha (<= 1). Directions small enough
-for those alphas to matter are therefore dropped in float32, and a float32 fit only matches float64 when the data has
-no eigenvalues below the cut-off; the script prints both and warns.
+Float32 cut-off: ``ridge_stats.eig_solve_parts`` drops eigen-directions below ``p x eps x max eigenvalue`` with the
+Gram's eps. The standardised Gram has trace ``n p``, so its largest eigenvalue is at least ``n``; with a float32 Gram
+(``fp32_gram32``) the cut-off is at least ``p n eps32`` = 7,000 x 24,980 x 1.19e-7 = 20.8 at NSD size, above every
+Osaka alpha (<= 1): directions small enough for those alphas to matter are dropped (truncated least squares). With
+the default float64 Gram they are kept, and only the float32 rounding of ``XᵀY`` along them remains; the ridge warns
+in both cases and the script prints the spectrum against the cut-off.
 
 Examples::
 
@@ -62,8 +64,9 @@ from bench import harness  # noqa: E402
 from brain2img.encoders.ridge import StreamingRidgeCV  # noqa: E402
 
 ALPHAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-VARIANTS = ("fp32", "tf32", "fp64")
-DTYPES = {"fp32": "float32", "tf32": "float32", "fp64": "float64"}
+VARIANTS = ("fp32", "tf32", "fp32_gram32", "fp64")
+DTYPES = {"fp32": ("float32", "float64"), "tf32": ("float32", "float64"), "fp32_gram32": ("float32", "float32"),
+          "fp64": ("float64", "float64")}  # (dtype, gram_dtype) of StreamingRidgeCV
 BLOCK = 4096  # targets per random-number block of the data generator
 
 
@@ -78,7 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--target_chunk", type=int, default=None, help="targets per StreamingRidgeCV (default: all)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=None,
-                    help="default: fp32 tf32 fp64 on cuda, fp32 on cpu")
+                    help="default: all on cuda, fp32 on cpu")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per variant, median reported "
                     "(default 3 on cuda, 1 on cpu)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 1 on cuda, 0 on cpu)")
@@ -176,12 +179,13 @@ class Run:
         return self.update_s + self.fit_s
 
 
-def run_once(data: Data, args: argparse.Namespace, device: torch.device, dtype: str, keep: bool) -> Run:
+def run_once(data: Data, args: argparse.Namespace, device: torch.device, dtype: tuple[str, str], keep: bool) -> Run:
     """Stream every chunk's targets through ``update`` and ``fit``; only update and fit are timed."""
     update_s = fit_s = 0.0
     models = []
     for start, stop in chunks(args.t, args.target_chunk):
-        model = StreamingRidgeCV(args.p, stop - start, args.alphas, args.folds, dtype=dtype).to(device)
+        model = StreamingRidgeCV(args.p, stop - start, args.alphas, args.folds, dtype=dtype[0],
+                                 gram_dtype=dtype[1]).to(device)
         for x, y, fold in data.batches(start, stop):
             harness.sync(device)
             t0 = time.perf_counter()
@@ -296,11 +300,12 @@ def main(argv: list[str] | None = None) -> None:
           f"signal {args.noise_min:g} ... {args.noise_max:g})")
     e_max, e_min = data.spectrum()
     tol32 = p * torch.finfo(torch.float32).eps * e_max
-    print(f"standardised Gram (all trials): eigenvalues {e_min:.3g} ... {e_max:.3g}; float32 eigh drops directions "
-          f"below p x eps32 x max = {tol32:.3g} (ridge_stats.eig_solve_parts); largest alpha {max(args.alphas):g}")
+    print(f"standardised Gram (all trials): eigenvalues {e_min:.3g} ... {e_max:.3g}; the float32 resolution is "
+          f"p x eps32 x max = {tol32:.3g} (a float32 Gram drops directions below it); "
+          f"largest alpha {max(args.alphas):g}")
     if e_min < tol32:
-        print("warning: the smallest eigenvalues are below the float32 drop threshold: float32 truncates them and will "
-              "not match the float64 fit (raise --spectrum_floor)")
+        print("warning: the smallest eigenvalues are below the float32 resolution: fp32_gram32 truncates them, "
+              "fp32/tf32 keep them with float32 rounding of XᵀY (raise --spectrum_floor to stay above it)")
 
     rows, notes = [], []
     ref = cols = None
@@ -334,11 +339,11 @@ def main(argv: list[str] | None = None) -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
 
     print()
-    harness.print_table_header([("variant", "<7"), ("update s", ">8"), ("fit s", ">8"), ("total s", ">8"),
+    harness.print_table_header([("variant", "<11"), ("update s", ">8"), ("fit s", ">8"), ("total s", ">8"),
                                 ("total min-max s", ">15"), ("update TFLOP/s", ">14"), ("fit TFLOP/s", ">11"),
                                 ("peak GB", ">7")])
     for variant, med, totals, mem in rows:
-        harness.print_table_row([f"{variant:<7}", f"{med['update_s']:8.2f}", f"{med['fit_s']:8.2f}",
+        harness.print_table_row([f"{variant:<11}", f"{med['update_s']:8.2f}", f"{med['fit_s']:8.2f}",
                                  f"{med['total_s']:8.2f}", f"{harness.min_max(totals):>15}",
                                  f"{flops_update / med['update_s'] / 1e12:14.2f}",
                                  f"{flops_fit / med['fit_s'] / 1e12:11.2f}", f"{mem:>7}"])
