@@ -64,6 +64,17 @@ def test_sd_without_text_encoder_uses_zero_null(sd_folder, tmp_path):
     shutil.copytree(sd_folder, folder, ignore=shutil.ignore_patterns("text_encoder", "tokenizer"))
     model = build_backbone("sd", path=folder, image_size=16)
     assert torch.equal(model.null_tokens(2), torch.zeros(2, 77, 32))
+    with pytest.raises(FileNotFoundError, match="uncond is 'text' but .* has no text_encoder/"):
+        build_backbone("sd", path=folder, image_size=16, uncond="text")
+
+
+def test_sd_null_modes(sd_folder):
+    zeros = build_backbone("sd", path=sd_folder, image_size=16, uncond="zeros")
+    assert torch.equal(zeros.null_tokens(1), torch.zeros(1, 77, 32))
+    text = build_backbone("sd", path=sd_folder, image_size=16, uncond="text")
+    assert text.null_tokens(1).abs().sum() > 0
+    with pytest.raises(ValueError, match="model.backbone.uncond must be one of"):
+        build_backbone("sd", path=sd_folder, image_size=16, uncond="empty")
 
 
 def test_sd_missing_or_incomplete_folder_errors(sd_folder, tmp_path):

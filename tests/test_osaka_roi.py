@@ -225,3 +225,7 @@ def test_mindeye_nsd_config_parses_without_data(capsys):
     assert model["image_encoder"]["kind"] == "hf_clip" and model["max_lr"] == 3e-4
     assert (data["roi"], data["batch_size"], cfg["trainer"]["max_epochs"]) == ("nsdgeneral", 32, 240)
     assert cfg["trainer"]["precision"] == "bf16-mixed"
+    backbone = model["backbone"]
+    assert (backbone["unet_subfolder"], backbone["n_tokens"], backbone["uncond"]) == ("image_unet", 257, "zeros")
+    assert (model["scheduler"], model["num_inference_steps"], model["guidance_scale"], model["strength"],
+            model["num_samples"]) == ("unipc", 20, 3.5, 0.85, 16)

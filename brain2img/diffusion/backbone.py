@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, PNDMScheduler, UNet2DConditionModel, UniPCMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
 from torch import nn
 
 from brain2img.diffusion.conditioner import Conditioner
 
-SCHEDULERS = {"ddim": DDIMScheduler, "pndm": PNDMScheduler}
+SCHEDULERS = {"ddim": DDIMScheduler, "pndm": PNDMScheduler, "unipc": UniPCMultistepScheduler}
 
 
 class LatentDiffusion(nn.Module):
@@ -182,8 +182,8 @@ class LatentDiffusion(nn.Module):
         return self.unet(x, t, encoder_hidden_states=tokens, **kwargs).sample
 
     # ------------------------------------------------------------------ sampling
-    def make_scheduler(self, name: str = "ddim") -> DDIMScheduler | PNDMScheduler:
-        """A fresh sampling scheduler (``ddim`` or ``pndm``) with this backbone's noise schedule."""
+    def make_scheduler(self, name: str = "ddim") -> DDIMScheduler | PNDMScheduler | UniPCMultistepScheduler:
+        """A fresh sampling scheduler (``ddim``, ``pndm`` or ``unipc``) with this backbone's noise schedule."""
         if name not in SCHEDULERS:
             raise ValueError(f"scheduler must be one of {sorted(SCHEDULERS)}, got {name!r}")
         config = dict(self.scheduler_config)
@@ -211,7 +211,7 @@ class LatentDiffusion(nn.Module):
             null_tokens: ``(B, L, D)`` unconditional tokens; default :meth:`null_tokens`.
             guidance_scale: ``uncond + s * (cond - uncond)``; 1 runs the conditional UNet only.
             num_inference_steps: scheduler steps for a full (strength 1) trajectory.
-            scheduler: ``ddim`` or ``pndm``.
+            scheduler: ``ddim``, ``pndm`` or ``unipc`` (MindEye1's reconstruction sampler).
             eta: DDIM stochasticity (0 = deterministic DDIM).
             generator: seeds the initial noise (and DDIM noise when ``eta > 0``).
             init_latents: ``(B, C, h, w)`` scaled latents for img2img; ``None`` = txt2img from pure noise.
@@ -240,7 +240,10 @@ class LatentDiffusion(nn.Module):
                 raise ValueError(f"init_latents must have shape {(b, *self.latent_shape)}, got "
                                  f"{tuple(init_latents.shape)}")
             n_run = min(int(num_inference_steps * strength + 1e-6), num_inference_steps)
-            timesteps = timesteps[(num_inference_steps - n_run) * sched.order :]
+            start = (num_inference_steps - n_run) * sched.order
+            timesteps = timesteps[start:]
+            if hasattr(sched, "set_begin_index"):  # multistep solvers (UniPC) index their history from here
+                sched.set_begin_index(start)
             latents = init_latents.to(device, dtype)
             if len(timesteps) == 0:
                 return latents

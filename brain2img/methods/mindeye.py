@@ -6,7 +6,8 @@ projector tokens; the projector tokens are trained contrastively against the CLS
 for the first ``mixup_pct`` of the epochs, SoftCLIP with its temperature schedule afterwards, negatives gathered
 from every DDP rank); the diffusion prior learns to produce the image tokens from the backbone tokens (weight
 ``prior_weight``, 30 in the reference); the optional low-level branch regresses the VAE latent of the image (L1).
-OneCycle learning rate as the reference. Reconstruction: prior sample -> token 0 conditions the backbone ->
+OneCycle learning rate as the reference. Reconstruction: prior sample -> the image tokens (or token 0, for a
+backbone conditioned on one embedding) condition the backbone ->
 img2img from the low-level latent (strength 0.85), best of ``num_samples`` by similarity between the candidate's
 image tokens and the projector output.
 
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from brain2img.data import schema
 from brain2img.diffusion.presets import build_backbone
 from brain2img.diffusion.prior import DiffusionPrior, prior_config
-from brain2img.encoders.image_tokens import EfficientNetTokens, build_token_encoder
+from brain2img.encoders.image_tokens import EfficientNetTokens, build_token_encoder, cls_normalize
 from brain2img.encoders.mindeye import BrainNetwork, LowLevelBranch, low_level_config, mindeye_config
 from brain2img.losses import mixco, mixco_nce, soft_clip_loss
 from brain2img.methods.base import ReconstructionMethod
@@ -37,8 +38,9 @@ class MindEye(ReconstructionMethod):
 
     Args:
         brain_shape: ``(n_voxels,)`` (linked from the datamodule).
-        backbone: :func:`~brain2img.diffusion.presets.build_backbone` settings; its condition must be the token-0
-            embedding (``tiny_simulated``: the 1280-d EfficientNet feature).
+        backbone: :func:`~brain2img.diffusion.presets.build_backbone` settings. Its condition is either all image
+            tokens (``T x D`` values: Versatile Diffusion's image UNet, ``sd`` preset with ``n_tokens: 257``) or
+            token 0 (``D`` values: ``tiny_simulated``, conditioned on the 1280-d EfficientNet feature).
         network: ``BrainNetwork`` ``preset`` (``paper`` / ``tiny``) plus overrides; voxels, tokens and width are
             taken from the data and the image encoder.
         prior: ``DiffusionPrior`` ``preset`` plus overrides (``dim``/``num_tokens`` from the image encoder);
@@ -60,6 +62,7 @@ class MindEye(ReconstructionMethod):
         strength: img2img strength from the low-level latent (0.85).
         guidance_scale: classifier-free guidance of the backbone.
         num_inference_steps: backbone sampling steps.
+        scheduler: backbone sampler (``ddim``, ``pndm``, ``unipc``; the reference: UniPC, 20 steps).
         prior_steps: prior sampling steps (``None``: all of its timesteps).
         num_samples: candidates per input; the best by image-token similarity is kept (reference 16).
         metrics: :class:`~brain2img.metrics.ReconstructionMetrics` settings.
@@ -88,6 +91,7 @@ class MindEye(ReconstructionMethod):
         strength: float = 0.85,
         guidance_scale: float = 3.0,
         num_inference_steps: int = 25,
+        scheduler: str = "ddim",
         prior_steps: int | None = None,
         num_samples: int = 1,
         metrics: dict[str, Any] | None = None,
@@ -103,9 +107,14 @@ class MindEye(ReconstructionMethod):
         if isinstance(self.token_encoder, EfficientNetTokens):
             self.image_encoder = self.token_encoder.features  # shared with the metrics and the generator's prepare
         tokens, dim = self.token_encoder.num_tokens, self.token_encoder.dim
-        if self.backbone.condition_dim != dim:
-            raise ValueError(f"MindEye conditions the backbone on image token 0 ({dim} values) but the backbone "
-                             f"expects {self.backbone.condition_dim} (model.backbone / model.image_encoder)")
+        if self.backbone.condition_dim == tokens * dim:
+            self.condition_on = "tokens"  # Versatile-Diffusion style: all (T, D) image tokens as context
+        elif self.backbone.condition_dim == dim:
+            self.condition_on = "token0"  # an image-embedding backbone (e.g. the tiny simulated generator)
+        else:
+            raise ValueError(f"MindEye conditions the backbone on the image tokens ({tokens} x {dim} values) or on "
+                             f"token 0 ({dim} values), but the backbone expects {self.backbone.condition_dim} "
+                             "(model.backbone n_tokens x cross_attention_dim / model.image_encoder)")
         net = dict(network or {"preset": "tiny"})
         cfg = mindeye_config(net.pop("preset", "tiny"), **{**net, "n_voxels": n_vox, "clip_tokens": tokens,
                                                            "clip_dim": dim})
@@ -236,20 +245,23 @@ class MindEye(ReconstructionMethod):
 
     @torch.no_grad()
     def reconstruct(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
-        """Prior sample -> token 0 conditions the backbone -> img2img from the low-level latent; best of k."""
+        """Prior sample -> image tokens (or token 0) condition the backbone -> img2img from the low-level latent;
+        best of k."""
         x = self._voxels(batch)
         backbone_tokens, proj = self.network(x)
         if self.prior is not None:
             image_tokens = self.prior.sample(backbone_tokens, num_steps=self.hparams.prior_steps, generator=generator)
         else:
             image_tokens = proj
-        cond = self.backbone.condition(image_tokens[:, 0].float())
+        image_tokens = cls_normalize(image_tokens.float())  # as the reference, each sample by its own CLS norm
+        cond = self.backbone.condition(image_tokens if self.condition_on == "tokens" else image_tokens[:, 0])
         init = self.low_level(x).float() if self.low_level is not None else None
         candidates = []
         for _ in range(self.hparams.num_samples):
             latents = self.backbone.sample(cond, guidance_scale=self.hparams.guidance_scale,
-                                           num_inference_steps=self.hparams.num_inference_steps, generator=generator,
-                                           init_latents=init, strength=self.hparams.strength)
+                                           scheduler=self.hparams.scheduler, generator=generator, init_latents=init,
+                                           num_inference_steps=self.hparams.num_inference_steps,
+                                           strength=self.hparams.strength)
             candidates.append(self.backbone.decode_latents(latents))
         if len(candidates) == 1:
             return candidates[0]
