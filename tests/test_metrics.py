@@ -279,6 +279,24 @@ def test_retrieval_facts() -> None:
         assert np.mean([float(v[direction]) for v in shuffled]) == pytest.approx(1 / 300, abs=0.0015)
 
 
+def test_retrieval_over_the_whole_set_matches_numpy() -> None:
+    """The all-test-set variant (MindEye's 982-way): one argmax over every candidate, both directions."""
+    rng = np.random.default_rng(10)
+    image = rng.standard_normal((450, 16))
+    brain = image + 1.5 * rng.standard_normal((450, 16)) + 1.0 * rng.standard_normal((1, 16))
+    ids = rng.permutation(450)
+    metric = _feed(RetrievalTopK(batch_size=300, num_repeats=5), brain, image, ids=ids)
+    order = np.argsort(ids)
+    b = brain[order] / np.linalg.norm(brain[order], axis=1, keepdims=True)
+    i = image[order] / np.linalg.norm(image[order], axis=1, keepdims=True)
+    sim = b @ i.T
+    whole = metric.compute_all()
+    assert float(whole["brain_to_image"]) == pytest.approx(np.mean(sim.argmax(1) == np.arange(450)))
+    assert float(whole["image_to_brain"]) == pytest.approx(np.mean(sim.argmax(0) == np.arange(450)))
+    subsets = metric.compute()
+    assert float(whole["brain_to_image"]) < float(subsets["brain_to_image"])  # 450 candidates are harder than 300
+
+
 # ---------------------------------------------------------------- bootstrap
 
 

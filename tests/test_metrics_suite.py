@@ -65,6 +65,9 @@ def test_suite_equals_individual_metrics() -> None:
     retrieval = RetrievalTopK(batch_size=5, num_repeats=4)
     retrieval.update(brain_emb, image_emb, ids)
     expected.update({f"retrieval_{k}": float(v) for k, v in retrieval.compute().items()})
+    expected.update({f"retrieval_all_{k}": float(v) for k, v in retrieval.compute_all().items()})
+    expected["image_retrieval"] = expected["retrieval_image_to_brain"]
+    expected["brain_retrieval"] = expected["retrieval_brain_to_image"]
     assert values.keys() == expected.keys()
     for key, value in expected.items():
         assert values[key] == pytest.approx(value, abs=1e-6), key

@@ -86,8 +86,9 @@ class RetrievalTopK(IdDeduplicatedMetric):
         rng = np.random.default_rng(self.seed)
         return [rng.choice(num_samples, self.batch_size, replace=False) for _ in range(self.num_repeats)]
 
-    def _evaluate(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Per-repeat hit rates and per-query mean hit rates (NaN for queries in no subset), per direction."""
+    def _evaluate(self, whole: bool = False) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Per-repeat hit rates and per-query mean hit rates (NaN for queries in no subset), per direction;
+        ``whole``: one subset of every sample."""
         _, rows = self._rows()
         brain = F.normalize(rows["brain_emb"].double(), dim=1)
         image = F.normalize(rows["image_emb"].double(), dim=1)
@@ -95,7 +96,9 @@ class RetrievalTopK(IdDeduplicatedMetric):
         per_repeat: dict[str, list[Tensor]] = {d: [] for d in DIRECTIONS}
         hits = {d: torch.zeros(n, dtype=torch.float64, device=brain.device) for d in DIRECTIONS}
         seen = torch.zeros(n, dtype=torch.float64, device=brain.device)
-        for subset in self.subsets(n):
+        if whole and n < 2:
+            raise ValueError(f"RetrievalTopK needs at least 2 distinct samples, got {n}")
+        for subset in [np.arange(n)] if whole else self.subsets(n):
             idx = torch.as_tensor(subset, dtype=torch.int64, device=brain.device)
             sim = brain[idx] @ image[idx].T  # sim[a, b] = cos(brain_a, image_b)
             own = sim.diagonal()
@@ -115,6 +118,11 @@ class RetrievalTopK(IdDeduplicatedMetric):
         """Mean top-k accuracy over repeats: ``{"brain_to_image": t, "image_to_brain": t}``."""
         repeats, _ = self._evaluate()
         return {d: r.mean() for d, r in repeats.items()}
+
+    def compute_all(self) -> dict[str, Tensor]:
+        """Top-k accuracy with every (de-duplicated) sample as candidate at once, e.g. MindEye's 982-way variant."""
+        repeats, _ = self._synced(lambda: self._evaluate(whole=True))
+        return {d: r[0] for d, r in repeats.items()}
 
     def per_repeat(self) -> dict[str, Tensor]:
         """Hit rate of each subset, per direction (MindEye's 95% CI uses their std / sqrt(repeats))."""

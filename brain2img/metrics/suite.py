@@ -22,8 +22,11 @@ class ReconstructionMetrics(nn.Module):
     retrieval. All metrics de-duplicate by sample id, so DDP padding does not count twice.
 
     Keys of :meth:`compute`: ``nway_top{top_k}``, ``two_way``, ``pixcorr``, ``ssim``, ``retrieval_brain_to_image``,
-    ``retrieval_image_to_brain`` (MindEye's published "image retrieval" is ``retrieval_image_to_brain``, see
-    :class:`RetrievalTopK`). Metrics that received no data are left out.
+    ``retrieval_image_to_brain``, ``retrieval_all_brain_to_image`` / ``retrieval_all_image_to_brain`` (every test
+    sample a candidate at once, e.g. 982-way), and the same two subset values under MindEye's published names
+    ``image_retrieval`` (= ``retrieval_image_to_brain``: each image ranks the brain embeddings, the reference code's
+    "fwd") and ``brain_retrieval`` (= ``retrieval_brain_to_image``, the code's "bwd"; see :class:`RetrievalTopK`).
+    Metrics that received no data are left out.
 
     Args:
         feature_net: module mapping ``(B, 3, H, W)`` images in ``[0, 1]`` to a dict with ``pooled`` ``(B, D)`` and
@@ -154,6 +157,10 @@ class ReconstructionMetrics(nn.Module):
         if self.retrieval.update_count > 0:
             for direction, value in self.retrieval.compute().items():
                 values[f"retrieval_{direction}"] = float(value)
+            for direction, value in self.retrieval.compute_all().items():
+                values[f"retrieval_all_{direction}"] = float(value)
+            values["image_retrieval"] = values["retrieval_image_to_brain"]  # MindEye's published names (see above)
+            values["brain_retrieval"] = values["retrieval_brain_to_image"]
             if with_ci:
                 for direction, scores in self.retrieval.per_sample().items():
                     per_sample[f"retrieval_{direction}"] = scores[~torch.isnan(scores)]
