@@ -1,0 +1,103 @@
+"""Pure steps of the NSD datamodule: argument checks (sessions, ROIs), ROI columns, session z-scoring, the split.
+
+Kept apart from :mod:`brain2img.data.nsd` (which reads files and serves batches) so each can be tested on arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from brain2img.data import nsd_files as nf
+
+MAX_SESSIONS = 40
+VOXEL_ORDER = "C order of the NIfTI (X, Y, Z) grid (x slowest, z fastest): np.flatnonzero(mask)"
+
+
+def session_list(sessions: list[int] | int) -> list[int]:
+    """``n`` -> ``[1, ..., n]``; a list is checked (1-based, unique, at most 40) and sorted."""
+    out = list(range(1, int(sessions) + 1)) if isinstance(sessions, int) else sorted(int(s) for s in sessions)
+    if not out or out[0] < 1 or out[-1] > MAX_SESSIONS or len(set(out)) != len(out):
+        raise ValueError(f"sessions must be a count in 1..{MAX_SESSIONS} or a list of distinct session numbers in "
+                         f"1..{MAX_SESSIONS}, got {sessions!r}")
+    return out
+
+
+def roi_list(roi: str | list[str]) -> list[str]:
+    """A ROI name or a list of names, checked against :data:`brain2img.data.nsd_files.ROI_NAMES`, sorted."""
+    names = [roi] if isinstance(roi, str) else list(roi)
+    unknown = [n for n in names if n not in nf.ROI_NAMES]
+    if unknown or not names:
+        raise ValueError(f"unknown ROI name(s) {unknown or names!r}: valid names are {list(nf.ROI_NAMES)}")
+    return sorted(set(names))
+
+
+def roi_column_map(names: list[str], union: np.ndarray, masks: dict[str, np.ndarray]) -> dict[str, list[int]]:
+    """Columns of each named ROI within the served brain vector.
+
+    The served vector holds the voxels of ``union`` in C order of the ``(X, Y, Z)`` grid (see :data:`VOXEL_ORDER`),
+    so column ``j`` is the ``j``-th ``True`` of ``union``; a voxel in several named ROIs is listed under each.
+
+    Args:
+        names: ROI names, in the order of the returned dict.
+        union: boolean ``(X, Y, Z)`` mask of the served voxels.
+        masks: name -> boolean ``(X, Y, Z)`` mask of that ROI (each must lie inside ``union``).
+
+    Raises:
+        ValueError: a ROI mask of another shape, or with voxels outside ``union``.
+    """
+    out = {}
+    for name in names:
+        mask = masks[name]
+        if mask.shape != union.shape:
+            raise ValueError(f"ROI '{name}' has shape {mask.shape}, the served voxels' mask {union.shape}")
+        if (mask & ~union).any():
+            raise ValueError(f"ROI '{name}' has voxels outside the served mask: it must be one of the union's ROIs")
+        out[name] = np.flatnonzero(mask[union]).tolist()
+    return out
+
+
+def zscore_session(x: np.ndarray, session: int, source: str, voxel_xyz: np.ndarray | None = None) -> np.ndarray:
+    """z-score every column of one session's ``(n_trials, n_voxels)`` betas over its trials (ddof 0).
+
+    Raises:
+        ValueError: a voxel is constant over the session (its z-score is undefined; never silently set to 0).
+    """
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    flat = np.flatnonzero(std == 0)
+    if len(flat):
+        j = int(flat[0])
+        where = f" (x, y, z) = {tuple(int(v) for v in voxel_xyz[j])}" if voxel_xyz is not None else ""
+        raise ValueError(f"betas of session {session} in '{source}': voxel column {j}{where} is constant over the "
+                         f"session's {len(x)} trials ({len(flat)} such voxel(s)), so it cannot be z-scored; choose "
+                         f"another ROI or zscore='none'")
+    return (x - mean) / std
+
+
+def nsd_splits(stimulus_ids: np.ndarray, shared_ids: np.ndarray, val_fraction: float, seed: int
+               ) -> dict[str, np.ndarray]:
+    """Stimulus positions of each split: test = shared images, val = a seeded fraction of the others, train = rest.
+
+    Args:
+        stimulus_ids: 73k id of each stimulus position.
+        shared_ids: 73k ids of the shared1000 images.
+        val_fraction: fraction of the non-shared images in val (at least one), ``0 < val_fraction < 1``.
+        seed: seed of the val draw.
+    """
+    is_test = np.isin(stimulus_ids, shared_ids)
+    test, rest = np.flatnonzero(is_test), np.flatnonzero(~is_test)
+    if not len(test):
+        raise ValueError("no shared1000 image ('sharedix' of nsd_expdesign.mat) was shown in the chosen sessions: the "
+                         "test split would be empty")
+    n_val = max(1, int(round(len(rest) * val_fraction)))
+    if len(rest) - n_val < 1:
+        raise ValueError(f"{len(rest)} non-shared images are too few for val_fraction={val_fraction}: no training "
+                         f"image would be left")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
+    val = np.sort(rng.choice(rest, size=n_val, replace=False))
+    return {"train": np.setdiff1d(rest, val).astype(np.int64), "val": val.astype(np.int64),
+            "test": test.astype(np.int64)}
+
+
+
+# --------------------------------------------------------------------------------------------------- datamodule
