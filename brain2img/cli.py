@@ -148,7 +148,12 @@ def _inject_checkpoint_config(argv: list[str]) -> tuple[list[str], bool]:
     handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="brain2img-ckpt-config-", delete=False)
     with handle:
         yaml.safe_dump(config, handle)
-    return [argv[0], "--config", handle.name, *argv[1:]], True
+    # no logger of its own: nothing lands in ./lightning_logs, and the run folder of the checkpoint is the default
+    # root (predict writes <run>/predictions); the user's own --trainer.* arguments come later and win.
+    ckpt_file = Path(ckpt).resolve()
+    run_dir = ckpt_file.parent.parent if ckpt_file.parent.name == "checkpoints" else ckpt_file.parent
+    defaults = ["--trainer.logger", "false", "--trainer.default_root_dir", str(run_dir)]
+    return [argv[0], "--config", handle.name, *defaults, *argv[1:]], True
 
 
 def main(args: list[str] | None = None) -> None:

@@ -58,20 +58,23 @@ def test_fit_checkpoint_predict_round_trip(tmp_path, cache_dir):
     assert {"two_way", "retrieval_brain_to_image", "pixcorr", "ssim", "nway_top1"} <= set(metrics)
     assert (run / "test_reconstructions.png").is_file() and (run / "config.yaml").is_file()
     ckpt = run / "checkpoints" / "last.ckpt"
-    out = tmp_path / "preds"
+    out = run / "predictions"  # the default: beside the checkpoint's run, nothing in the working directory
     # a new process, the checkpoint alone (plus where the data cache is, to stay fast)
-    cmd = [sys.executable, "-m", "brain2img", "predict", "--ckpt_path", str(ckpt), "--output_dir", str(out),
+    cmd = [sys.executable, "-m", "brain2img", "predict", "--ckpt_path", str(ckpt),
            f"--data.init_args.cache_dir={cache_dir}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    workdir = tmp_path / "elsewhere"
+    workdir.mkdir()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(workdir.iterdir()) == []
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["n_samples"] == len(manifest["samples"]) > 0
     first = manifest["samples"][0]
     assert (out / first["reconstruction"]).is_file() and (out / first["embedding"]).is_file()
 
     # the same checkpoint with data of another voxel count: a clear error naming both shapes
-    bad = subprocess.run([*cmd[:-3], "--output_dir", str(tmp_path / "p2"), f"--data.init_args.cache_dir={cache_dir}",
-                          "--data.init_args.subject=1"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    bad = subprocess.run([*cmd, "--output_dir", str(tmp_path / "p2"), "--data.init_args.subject=1"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert bad.returncode != 0
     assert "(60,)" in bad.stderr and "(50,)" in bad.stderr
 
