@@ -17,7 +17,10 @@ from brain2img.methods import OsakaMethod
 from brain2img.methods.targets import CaptionCondition
 
 N_ROWS = 12
-SPLIT = ["train2017" if i % 3 else "val2017" for i in range(N_ROWS)]
+
+
+def split(i: int) -> str:
+    return "train2017" if i % 3 else "val2017"
 
 
 def coco_id(i: int) -> int:
@@ -32,13 +35,13 @@ def write_nsd_captions(root, rows: int = N_ROWS, header=("", "cocoId", "cocoSpli
         w = csv.writer(f)
         w.writerow(header)
         for i in range(rows):
-            w.writerow([i, coco_id(i), SPLIT[i], i][: len(header)])
+            w.writerow([i, coco_id(i), split(i), i][: len(header)])
     folder = annotations_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
-    for split in ("train2017", "val2017"):
+    for name in ("train2017", "val2017"):
         ann = [{"image_id": coco_id(i), "id": 10 * i + k, "caption": f"image {i} caption {k} "}
-               for i in range(rows) if SPLIT[i] == split and i not in skip for k in range(i % 3 + 1)]
-        (folder / f"captions_{split}.json").write_text(json.dumps({"images": [], "annotations": ann}))
+               for i in range(rows) if split(i) == name and i not in skip for k in range(i % 3 + 1)]
+        (folder / f"captions_{name}.json").write_text(json.dumps({"images": [], "annotations": ann}))
 
 
 def test_captions_by_73k_id(tmp_path):
