@@ -196,3 +196,22 @@ def test_pretraining_refuses_bad_windows():
     nan[1, 3, 4] = float("inf")
     with pytest.raises(ValueError, match=r"NaN or Inf.*\[1\]"):
         model.training_step({schema.BRAIN: nan}, 0)
+
+
+def test_training_crops_the_diffusion_images_not_the_clip_target():
+    model = _dd(crop_p=1.0, crop_fraction=0.75)
+    seen = []
+    encode = model.backbone.encode_images
+    model.backbone.encode_images = lambda images, *a, **k: seen.append(images.clone()) or encode(images, *a, **k)
+    batch = _batch(4)
+    target_before = model.image_embedding(batch).clone()
+    model.train()
+    model.losses(batch)
+    assert not torch.equal(seen[-1], batch[schema.IMAGE])  # cropped and resized back
+    assert seen[-1].shape == batch[schema.IMAGE].shape
+    model.eval()
+    model.losses(batch)
+    assert torch.equal(seen[-1], batch[schema.IMAGE])  # validation sees the whole image
+    torch.testing.assert_close(model.image_embedding(batch), target_before)
+    with pytest.raises(ValueError, match="0 < fraction <= 1"):
+        _dd(crop_fraction=0.0)

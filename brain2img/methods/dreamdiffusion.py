@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from brain2img.augment import random_crop_resize
 from brain2img.data import schema
 from brain2img.diffusion.presets import build_backbone
 from brain2img.diffusion.token_maps import TokenMapper, TokenPooler, TokenTimeCondition
@@ -56,6 +57,9 @@ class DreamDiffusion(ReconstructionMethod):
         time_condition: add DreamDiffusion's token -> timestep-embedding condition when the UNet has none (a UNet
             with a ``projection`` class embedding, like the tiny generator's, already has one).
         clip_weight: weight of the CLIP alignment loss (reference 1; 0 = the "no CLIP" ablation).
+        crop_p: training only: probability that a stimulus is randomly cropped and resized back before it is encoded
+            to the diffusion latent (reference 0.5; the CLIP target sees the whole image). 0 turns it off.
+        crop_fraction: side of that crop relative to the image (reference 410 / 512 = 0.8).
         trainable: parameter groups that train: ``encoder``, ``conditioning``, ``clip_projection``,
             ``unet_cross_attention`` (``attn2`` + ``norm2`` of every transformer block), ``unet_time_condition``,
             ``unet`` (all of it). Default: the paper's choice.
@@ -83,6 +87,8 @@ class DreamDiffusion(ReconstructionMethod):
         conditioning: str = "tokens",
         time_condition: bool = True,
         clip_weight: float = 1.0,
+        crop_p: float = 0.5,
+        crop_fraction: float = 0.8,
         trainable: tuple[str, ...] = PAPER_TRAINABLE,
         lr: float = 5.3e-5,
         weight_decay: float = 0.01,
@@ -99,6 +105,7 @@ class DreamDiffusion(ReconstructionMethod):
         self.save_hyperparameters()
         if conditioning not in CONDITIONING:
             raise ValueError(f"conditioning must be one of {CONDITIONING}, got {conditioning!r} (model.conditioning)")
+        random_crop_resize(torch.zeros(1, 1, 2, 2), crop_p, crop_fraction)  # checks the two settings early
         if select not in SELECT or num_samples < 1:
             raise ValueError(f"need select in {SELECT} and num_samples >= 1, got {select!r}, {num_samples}")
         self.backbone = build_backbone(**(backbone or {"preset": "tiny"}))
@@ -181,8 +188,11 @@ class DreamDiffusion(ReconstructionMethod):
         hidden = self.encode_brain(batch)
         clip_pred = self.clip_projection(hidden)
         target = self.image_embedding(batch)
+        images = batch[schema.IMAGE]
+        if self.training:
+            images = random_crop_resize(images, self.hparams.crop_p, self.hparams.crop_fraction, generator)
         with torch.no_grad():
-            latents = self.backbone.encode_images(batch[schema.IMAGE])
+            latents = self.backbone.encode_images(images)
         tokens = self.condition_tokens(hidden, clip_pred)
         diffusion = self.backbone.denoising_loss(latents, tokens, generator=generator)
         clip = clip_alignment_loss(clip_pred, target)
