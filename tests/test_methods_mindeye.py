@@ -123,3 +123,28 @@ def test_simulated_config_fast_dev_run(tmp_path, cache_dir):
           f"--trainer.default_root_dir={tmp_path}"])
     metrics = json.loads((tmp_path / "metrics_test.json").read_text())
     assert {"retrieval_brain_to_image", "two_way"} <= set(metrics)
+
+
+def test_validation_retrieval_scores_both_directions():
+    """val/retrieval_top1 (brain -> image), its reverse and their mean, against NumPy argmax on cosine similarity."""
+    import numpy as np
+
+    model = _model()
+    model.on_validation_epoch_start()
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((30, 6))
+    brain = image + 1.3 * rng.standard_normal((30, 6)) + 1.5 * rng.standard_normal((1, 6))
+    for start in (0, 17):
+        stop = 17 if start == 0 else 30
+        model.collect_val_embeddings(torch.from_numpy(brain[start:stop]), torch.from_numpy(image[start:stop]))
+    logged = {}
+    model.log = lambda name, value, **_: logged.__setitem__(name, float(value))
+    model.on_validation_epoch_end()
+    b = brain / np.linalg.norm(brain, axis=1, keepdims=True)
+    i = image / np.linalg.norm(image, axis=1, keepdims=True)
+    sim = b @ i.T
+    b2i, i2b = np.mean(sim.argmax(1) == np.arange(30)), np.mean(sim.argmax(0) == np.arange(30))
+    assert b2i != i2b
+    assert logged["val/retrieval_top1"] == pytest.approx(b2i)
+    assert logged["val/retrieval_top1_image_to_brain"] == pytest.approx(i2b)
+    assert logged["val/retrieval_top1_both"] == pytest.approx((b2i + i2b) / 2)

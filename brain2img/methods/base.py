@@ -90,14 +90,20 @@ class ReconstructionMethod(L.LightningModule):
         self._val_emb.append((brain_emb.detach().flatten(1).float(), image_emb.detach().flatten(1).float()))
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val/retrieval_top1`` (brain -> image among this rank's validation samples), the model-selection
-        score of methods that collect embeddings."""
+        """Log retrieval top-1 among this rank's validation samples, the model-selection scores of methods that
+        collect embeddings: ``val/retrieval_top1`` (brain -> image), ``val/retrieval_top1_image_to_brain`` and
+        ``val/retrieval_top1_both`` (their mean)."""
         if not getattr(self, "_val_emb", None):
             return
         brain = torch.nn.functional.normalize(torch.cat([b for b, _ in self._val_emb]), dim=1)
         image = torch.nn.functional.normalize(torch.cat([i for _, i in self._val_emb]), dim=1)
-        top1 = ((brain @ image.T).argmax(dim=1) == torch.arange(len(brain), device=brain.device)).float().mean()
-        self.log("val/retrieval_top1", top1, prog_bar=True, sync_dist=True)
+        sim = brain @ image.T
+        own = torch.arange(len(brain), device=brain.device)
+        b2i = (sim.argmax(dim=1) == own).float().mean()
+        i2b = (sim.argmax(dim=0) == own).float().mean()
+        self.log("val/retrieval_top1", b2i, prog_bar=True, sync_dist=True)
+        self.log("val/retrieval_top1_image_to_brain", i2b, sync_dist=True)
+        self.log("val/retrieval_top1_both", (b2i + i2b) / 2, sync_dist=True)
         self._val_emb = []
 
     def on_test_epoch_start(self) -> None:
