@@ -6,6 +6,13 @@ import torch
 import torch.nn.functional as F
 
 
+def check_crop(p: float, fraction: float) -> None:
+    """Raise ``ValueError`` unless ``0 <= p <= 1`` and ``0 < fraction <= 1``."""
+    if not 0.0 <= p <= 1.0 or not 0.0 < fraction <= 1.0:
+        raise ValueError(f"random_crop_resize needs 0 <= p <= 1 and 0 < fraction <= 1, got p={p}, "
+                         f"fraction={fraction}")
+
+
 def random_crop_resize(images: torch.Tensor, p: float, fraction: float,
                        generator: torch.Generator | None = None) -> torch.Tensor:
     """With probability ``p`` per image, crop a random square of ``fraction`` of the side and resize it back.
@@ -22,9 +29,7 @@ def random_crop_resize(images: torch.Tensor, p: float, fraction: float,
     Returns:
         Augmented images, same shape and dtype.
     """
-    if not 0.0 <= p <= 1.0 or not 0.0 < fraction <= 1.0:
-        raise ValueError(f"random_crop_resize needs 0 <= p <= 1 and 0 < fraction <= 1, got p={p}, "
-                         f"fraction={fraction}")
+    check_crop(p, fraction)
     if images.ndim != 4:
         raise ValueError(f"random_crop_resize expects (B, C, H, W) images, got shape {tuple(images.shape)}")
     b, _, h, w = images.shape

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from brain2img.augment import random_crop_resize
+from brain2img.augment import check_crop, random_crop_resize
 from brain2img.data import schema
 from brain2img.diffusion.presets import build_backbone
 from brain2img.diffusion.token_maps import TokenMapper, TokenPooler, TokenTimeCondition
@@ -105,7 +105,7 @@ class DreamDiffusion(ReconstructionMethod):
         self.save_hyperparameters()
         if conditioning not in CONDITIONING:
             raise ValueError(f"conditioning must be one of {CONDITIONING}, got {conditioning!r} (model.conditioning)")
-        random_crop_resize(torch.zeros(1, 1, 2, 2), crop_p, crop_fraction)  # checks the two settings early
+        check_crop(crop_p, crop_fraction)
         if select not in SELECT or num_samples < 1:
             raise ValueError(f"need select in {SELECT} and num_samples >= 1, got {select!r}, {num_samples}")
         self.backbone = build_backbone(**(backbone or {"preset": "tiny"}))
