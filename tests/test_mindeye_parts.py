@@ -3,14 +3,12 @@ reference numbers and independent NumPy computations (the losses: test_mindeye_l
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from brain2img.diffusion import prior as prior_mod
 from brain2img.encoders.mindeye import (
     BrainNetwork,
     LowLevelBranch,
@@ -18,15 +16,6 @@ from brain2img.encoders.mindeye import (
     mindeye_config,
 )
 from brain2img.schedules import bimixco_epochs, make_onecycle, onecycle_total_steps, softclip_temperatures
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-
-def _prior_module():
-    """Imported lazily: ``brain2img.diffusion`` pulls in diffusers, which the DDP workers do not need."""
-    from brain2img.diffusion import prior
-
-    return prior
 
 
 # --------------------------------------------------------------------------------------------------- encoders
@@ -169,7 +158,6 @@ def test_make_onecycle_follows_mindeye_settings() -> None:
 
 # ------------------------------------------------------------------------------------------------------ prior
 def test_prior_paper_settings() -> None:
-    prior_mod = _prior_module()
     with torch.device("meta"):
         prior = prior_mod.DiffusionPrior.from_config(prior_mod.prior_config("paper"))
     assert prior.image_embed_scale == pytest.approx(27.7128, abs=1e-4)
@@ -182,7 +170,6 @@ def test_prior_paper_settings() -> None:
 
 
 def test_cosine_beta_schedule_matches_numpy() -> None:
-    prior_mod = _prior_module()
     t, s = 100, 0.008
     x = np.linspace(0, t, t + 1)
     f = np.cos((x / t + s) / (1 + s) * np.pi / 2) ** 2
@@ -191,7 +178,6 @@ def test_cosine_beta_schedule_matches_numpy() -> None:
 
 
 def test_prior_shapes_and_validation() -> None:
-    prior_mod = _prior_module()
     torch.manual_seed(0)
     prior = prior_mod.DiffusionPrior.from_config(prior_mod.prior_config("tiny"))
     brain, image = torch.randn(3, 4, 32), torch.randn(3, 4, 32)
@@ -207,7 +193,6 @@ def test_prior_shapes_and_validation() -> None:
 
 
 def test_prior_learns_a_fixed_mapping() -> None:
-    prior_mod = _prior_module()
     torch.manual_seed(0)
     prior = prior_mod.DiffusionPrior.from_config(prior_mod.prior_config("tiny"))
     gen = torch.Generator().manual_seed(1)
@@ -233,7 +218,6 @@ def test_prior_learns_a_fixed_mapping() -> None:
 
 
 def test_prior_condition_dropout_uses_the_null_embedding() -> None:
-    prior_mod = _prior_module()
     torch.manual_seed(0)
     prior = prior_mod.DiffusionPrior.from_config(prior_mod.prior_config("tiny", cond_drop_prob=1.0,
                                                                         image_cond_drop_prob=0.0))
@@ -267,7 +251,6 @@ class _FixedDenoiser(nn.Module):
 
 
 def test_prior_sampler_is_ddpm_ancestral_sampling() -> None:
-    prior_mod = _prior_module()
     prior = prior_mod.DiffusionPrior.from_config(prior_mod.prior_config("tiny", timesteps=20))
     gen = torch.Generator().manual_seed(5)
     x0 = torch.randn(2, 4, 32, generator=gen, dtype=torch.float64) * prior.image_embed_scale
@@ -295,7 +278,6 @@ def test_prior_sampler_is_ddpm_ancestral_sampling() -> None:
 
 
 def test_prior_classifier_free_guidance() -> None:
-    prior_mod = _prior_module()
     prior = prior_mod.DiffusionPrior.from_config(prior_mod.prior_config("tiny"))
     cond, uncond = torch.randn(1, 4, 32), torch.randn(1, 4, 32)
     prior.net = _FixedDenoiser(cond, uncond)
