@@ -27,14 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from brain2img.encoders.ridge_stats import (
-    Moments,
-    heldout_sse,
-    offsets_from,
-    scaled_gram,
-    solve_per_target,
-    truncation_level,
-)
+from brain2img.encoders.ridge_stats import Moments, heldout_sse, solve_per_target, truncation_level
 
 _STATS = ("n", "sx", "sy", "xtx", "xty", "syy")
 
@@ -202,10 +195,10 @@ class StreamingRidgeCV(nn.Module):
         for k in range(self.n_folds):
             held = self._moments(k)
             sse += heldout_sse(everything - held, held, self.alphas, self.fit_intercept, self.standardize)
-        self._warn_precision(everything)
         best = sse.argmin(0)
         alpha = self.alphas[best].to(self.alpha_.dtype)
-        coef, intercept = solve_per_target(everything, alpha, self.fit_intercept, self.standardize)
+        coef, intercept, eigenvalues = solve_per_target(everything, alpha, self.fit_intercept, self.standardize)
+        self._warn_precision(eigenvalues, int(everything.n))
         self.cv_sse_.copy_(sse)
         self.alpha_.copy_(alpha)
         self.coef_.copy_(coef)
@@ -213,7 +206,7 @@ class StreamingRidgeCV(nn.Module):
         self.fitted_.fill_(True)
         return self
 
-    def _warn_precision(self, everything: Moments) -> None:
+    def _warn_precision(self, eigenvalues: torch.Tensor, n_samples: int) -> None:
         """Warn when float32 statistics cannot resolve directions that the smallest alpha still shapes.
 
         With a float32 Gram, eigen-directions below ``p eps32 max(e)`` are dropped (truncated least squares, not
@@ -222,11 +215,10 @@ class StreamingRidgeCV(nn.Module):
         """
         if self.xty.dtype == torch.float64 and self.xtx.dtype == torch.float64:
             return
-        o = offsets_from(everything, self.fit_intercept, self.standardize)
-        e = torch.linalg.eigvalsh(scaled_gram(everything, o).double()).clamp_min(0.0)
+        e = eigenvalues.double()  # of the standardised Gram of all samples, from the final solve
         alpha = float(self.alphas.min())
         cut = float(truncation_level(e.float(), self.n_features))
-        rank = int(everything.n) - int(self.fit_intercept or self.standardize)  # centring removes one dimension
+        rank = n_samples - int(self.fit_intercept or self.standardize)  # centring removes one dimension
         null = max(0, self.n_features - rank)  # directions without data: dropped at any precision
         weak = int((e + alpha <= cut).sum()) - null
         if not weak:

@@ -157,15 +157,15 @@ def _held_quadratic(
 
 def solve_per_target(
     m: Moments, alpha_per_target: torch.Tensor, fit_intercept: bool, standardize: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit on ``m`` with one alpha per target; return ``coef`` (p, t) and ``intercept`` (t) in original x units,
-    in the target dtype."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fit on ``m`` with one alpha per target; return ``coef`` (p, t) and ``intercept`` (t) in original x units, in
+    the target dtype, and the eigenvalues (p) of the standardised Gram the solve used."""
     o = offsets_from(m, fit_intercept, standardize)
     e, v, q = eig_solve_parts(scaled_gram(m, o), scaled_cross(m, o))
     w = _like(v, q) @ (q / (_like(e, q)[:, None] + _like(alpha_per_target, q)[None, :]))
     coef = w / _like(o.s, q)[:, None]
     intercept = o.cy - _like(o.cx, q) @ coef
-    return coef, intercept
+    return coef, intercept, e
 
 
 def kfold_assign(ids: torch.Tensor, n_folds: int) -> torch.Tensor:
