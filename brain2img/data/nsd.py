@@ -39,6 +39,7 @@ from brain2img.data.nsd_prep import (
     nsd_splits,
     roi_column_map,
     roi_list,
+    select_mindeye2_trials,
     session_list,
     zscore_session,
 )
@@ -313,26 +314,12 @@ class NSDDataModule(BrainImageDataModule):
     def _mindeye2_trials(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """73k id, session and row within the session of the chosen trials, ordered by betas row."""
         ids, rows = na.read_mindeye2_behav(self.mindeye2_behav_path)
-        order = np.argsort(rows, kind="stable")
-        ids, rows = ids[order], rows[order]
-        session = rows // self.trials_per_session + 1
-        keep = np.isin(session, self.sessions)
-        absent = [s for s in self.sessions if s not in set(session[keep].tolist())]
-        if absent:
-            raise ValueError(f"behaviour file '{self.mindeye2_behav_path}' lists no trial of session(s) {absent} "
-                             f"(betas rows {(absent[0] - 1) * self.trials_per_session}.."
-                             f"{absent[0] * self.trials_per_session - 1} for session {absent[0]})")
         n_rows = na.mindeye2_betas_shape(self.mindeye2_betas_path)[0]
-        if rows[keep].max() >= n_rows:
-            raise ValueError(f"behaviour file '{self.mindeye2_behav_path}' lists betas row {int(rows[keep].max())} but "
-                             f"'{self.mindeye2_betas_path}' has {n_rows} rows")
-        bad = ids[keep] >= nf.N_STIMULI
-        if bad.any():
-            raise ValueError(f"behaviour file '{self.mindeye2_behav_path}' lists 73k id {int(ids[keep][bad][0])} "
-                             f"(0-based): no image has that id (ids are 0..{nf.N_STIMULI - 1})")
+        ids, session, rows = select_mindeye2_trials(ids, rows, self.sessions, self.trials_per_session, n_rows,
+                                                    self.mindeye2_behav_path, self.mindeye2_betas_path)
         # the hdf5 rows of every session are read below; the 'row' kept per trial is the one within its session
-        self._mindeye2_rows = rows[keep]
-        return ids[keep], session[keep], rows[keep] % self.trials_per_session
+        self._mindeye2_rows = rows
+        return ids, session, rows % self.trials_per_session
 
     def _write_brain(self, path: Path, trial_session: np.ndarray) -> None:
         """Read (and z-score) the betas session by session into a memory-mapped float32 ``.npy``."""
@@ -433,40 +420,6 @@ class NSDDataModule(BrainImageDataModule):
                          splits=splits)
 
 
-# --------------------------------------------------------------------------------------------------- config helper
-def write_roi_columns_config(path: str | Path, z_roi: str, c_roi: str, **datamodule_kwargs: Any) -> dict[str, Any]:
-    """Write a config fragment that feeds two ROIs of one NSD brain vector to the Osaka method's two ridges.
+from brain2img.data.nsd_roi_config import write_roi_columns_config  # noqa: E402  (re-export)
 
-    Builds :class:`NSDDataModule` from ``datamodule_kwargs`` (only the ROI volumes are read) and writes YAML with
-    ``data.init_args.{subject, roi}`` (which fix the columns) and ``model.init_args.{z_columns, c_columns}`` =
-    :attr:`NSDDataModule.roi_columns` of ``z_roi`` and ``c_roi``. Use it as a second config:
-    ``brain2img fit --config conf/osaka/nsd.yaml --config <path>``.
-
-    Args:
-        path: YAML file to write (parent folders are created).
-        z_roi: ROI whose voxels predict the latent z (reference: ``early``).
-        c_roi: ROI whose voxels predict the condition c (reference: ``ventral``).
-        **datamodule_kwargs: :class:`NSDDataModule` arguments (``root``, ``subject``, ``roi``, ROI paths ...).
-
-    Returns:
-        The written config as a dict.
-
-    Raises:
-        ValueError: ``z_roi`` or ``c_roi`` is not one of the datamodule's ``roi``.
-    """
-    import yaml
-
-    dm = NSDDataModule(**datamodule_kwargs)
-    cols = dm.roi_columns
-    for arg, name in (("z_roi", z_roi), ("c_roi", c_roi)):
-        if name not in cols:
-            raise ValueError(f"{arg}={name!r} is not one of the datamodule's ROIs {list(cols)}: add it to roi")
-    config = {"data": {"init_args": {"subject": dm.subject, "roi": dm.roi}},
-              "model": {"init_args": {"z_columns": cols[z_roi], "c_columns": cols[c_roi]}}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# Osaka ROI inputs for NSD subject {dm.subject}: z <- {z_roi} ({len(cols[z_roi])} columns), "
-              f"c <- {c_roi} ({len(cols[c_roi])} columns) of the {dm.brain_shape[0]} voxels of roi {dm.roi}.\n"
-              f"# Written by brain2img.data.nsd.write_roi_columns_config; use as a second --config.\n")
-    path.write_text(header + yaml.safe_dump(config, default_flow_style=None, width=120, sort_keys=False))
-    return config
+__all__ = ["NSDDataModule", "write_roi_columns_config"]

@@ -5,6 +5,8 @@ Kept apart from :mod:`brain2img.data.nsd` (which reads files and serves batches)
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from brain2img.data import nsd_files as nf
@@ -101,3 +103,35 @@ def nsd_splits(stimulus_ids: np.ndarray, shared_ids: np.ndarray, val_fraction: f
 
 
 # --------------------------------------------------------------------------------------------------- datamodule
+
+
+def select_mindeye2_trials(ids: np.ndarray, rows: np.ndarray, sessions: list[int], trials_per_session: int,
+                           n_rows: int, behav_path: Any, betas_path: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The trials of ``sessions`` in a MindEye2 behaviour table, ordered by betas row.
+
+    Row ``r`` of the betas file is trial ``r % trials_per_session`` of session ``r // trials_per_session + 1``.
+
+    Returns:
+        73k ids, sessions and betas rows of the kept trials.
+
+    Raises:
+        ValueError: a chosen session without trials, a row beyond the betas file, or a 73k id with no image (the
+            files are named).
+    """
+    order = np.argsort(rows, kind="stable")
+    ids, rows = ids[order], rows[order]
+    session = rows // trials_per_session + 1
+    keep = np.isin(session, sessions)
+    absent = [s for s in sessions if s not in set(session[keep].tolist())]
+    if absent:
+        raise ValueError(f"behaviour file '{behav_path}' lists no trial of session(s) {absent} "
+                         f"(betas rows {(absent[0] - 1) * trials_per_session}.."
+                         f"{absent[0] * trials_per_session - 1} for session {absent[0]})")
+    if rows[keep].max() >= n_rows:
+        raise ValueError(f"behaviour file '{behav_path}' lists betas row {int(rows[keep].max())} but "
+                         f"'{betas_path}' has {n_rows} rows")
+    bad = ids[keep] >= nf.N_STIMULI
+    if bad.any():
+        raise ValueError(f"behaviour file '{behav_path}' lists 73k id {int(ids[keep][bad][0])} "
+                         f"(0-based): no image has that id (ids are 0..{nf.N_STIMULI - 1})")
+    return ids[keep], session[keep], rows[keep]
