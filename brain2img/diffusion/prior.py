@@ -13,8 +13,17 @@ Differences from the reference network (this is a re-implementation, not checkpo
   one shared key/value head, rotary embeddings and a relative-position bias).
 - Rotary and relative-position bias are what tell the reference's brain tokens apart; here the brain tokens get a
   learned positional embedding of their own (``brain_pos``) besides the image tokens' (``learned_query``).
-- Sampling uses one DDIM-style update (:meth:`DiffusionPrior.sample`); with all steps and ``eta = 1`` it is the
-  DDPM ancestral sampler MindEye uses (``p_sample_loop``, 100 steps).
+- Schedules, noising and sampling updates are diffusers' (:meth:`DiffusionPrior.sample`): training noises with
+  ``DDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="sample")`` (Nichol & Dhariwal's cosine
+  schedule, betas capped at 0.999; float32 ``alphas_cumprod``, at most 1.1e-7 off a float64 evaluation); ``eta = 1``
+  samples with that ``DDPMScheduler``'s ancestral step on the chosen timesteps (all 100: MindEye's
+  ``p_sample_loop``), other ``eta`` with ``DDIMScheduler``'s step. The DDIM scheduler is *respaced* (built on the
+  ``num_steps`` chosen steps through ``trained_betas``, as guided-diffusion's ``space_timesteps`` does) instead of
+  ``set_timesteps(num_steps)`` on the 100-step chain: its step jumps to ``t - 100 // num_steps``, which is not the
+  next timestep it is called at for 98 of the 100 step counts with ``"linspace"`` spacing (91 with ``"trailing"``),
+  and ``"leading"`` never starts at ``t = 99`` below 100 steps (measured over ``num_steps = 1..100``).
+- ``eta`` is limited to ``[0, 1]``: above 1, DDIM's ``sqrt(1 - abar_prev - sigma^2)`` is imaginary near ``t = 0``;
+  the earlier hand-written sampler clamped it to 0, ``DDIMScheduler.step`` returns NaN (measured: ``eta = 1.5``).
 
 Condition dropout reproduces dalle2: with ``cond_drop_prob`` the brain tokens of a sample are replaced by
 ``null_brain_embeds``, and (independently, ``image_cond_drop_prob`` defaulting to ``cond_drop_prob``) its noisy
@@ -29,26 +38,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from brain2img.encoders.transformer import TransformerBlock
 from brain2img.presets import config_from_preset
-
-
-def cosine_beta_schedule(timesteps: int, s: float = 0.008) -> torch.Tensor:
-    """Nichol & Dhariwal's cosine schedule: ``betas[t] = 1 - abar(t + 1) / abar(t)``, clipped to ``[0, 0.999]``.
-
-    ``abar(t) = cos(((t / T) + s) / (1 + s) * pi / 2) ** 2``, normalised so that ``abar(0) = 1``.
-
-    Returns:
-        ``(timesteps,)`` float64 betas.
-    """
-    if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 1:
-        raise ValueError(f"cosine_beta_schedule: 'timesteps' must be a positive integer, got {timesteps!r}")
-    x = torch.linspace(0, timesteps, timesteps + 1, dtype=torch.float64)
-    abar = torch.cos(((x / timesteps) + s) / (1 + s) * math.pi * 0.5) ** 2
-    abar = abar / abar[0]
-    return (1 - abar[1:] / abar[:-1]).clamp(0, 0.999)
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -239,8 +233,10 @@ class DiffusionPrior(nn.Module):
         self.image_cond_drop_prob = cond_drop_prob if image_cond_drop_prob is None else image_cond_drop_prob
         self.image_embed_scale = float(dim**0.5 if image_embed_scale is None else image_embed_scale)
         self.net = PriorNetwork(config)
-        betas = cosine_beta_schedule(timesteps)
-        self.register_buffer("alphas_cumprod", torch.cumprod(1 - betas, dim=0), persistent=False)
+        # the training chain (holds no weights, so it stays out of the state_dict)
+        self.noise_scheduler = DDPMScheduler(num_train_timesteps=timesteps, beta_schedule="squaredcos_cap_v2",
+                                             prediction_type="sample", clip_sample=False)
+        self.register_buffer("alphas_cumprod", self.noise_scheduler.alphas_cumprod.clone(), persistent=False)
 
     @classmethod
     def from_config(cls, config: PriorConfig) -> DiffusionPrior:
@@ -256,15 +252,12 @@ class DiffusionPrior(nn.Module):
                 f"got {tuple(x.shape)}"
             )
 
-    def _abar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """``alphas_cumprod[t]`` as ``(B, 1, 1)`` in the dtype of ``like``; ``t = -1`` gives 1."""
-        abar = torch.where(t >= 0, self.alphas_cumprod[t.clamp(min=0)], torch.ones_like(self.alphas_cumprod[0]))
-        return abar.to(like.dtype)[:, None, None]
-
     def q_sample(self, x_start: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """Noise ``x_start`` to step ``t``: ``sqrt(abar_t) x_start + sqrt(1 - abar_t) noise``."""
-        abar = self._abar(t, x_start)
-        return abar.sqrt() * x_start + (1 - abar).sqrt() * noise
+        """Noise ``x_start`` to steps ``t`` (``(B,)``): ``sqrt(abar_t) x_start + sqrt(1 - abar_t) noise``.
+
+        This is the training scheduler's ``add_noise``.
+        """
+        return self.noise_scheduler.add_noise(x_start, noise, t)
 
     def forward(
         self,
@@ -318,6 +311,26 @@ class DiffusionPrior(nn.Module):
         null = self.net(x, times, brain_tokens, brain_drop_prob=1.0, image_drop_prob=1.0)
         return null + (pred - null) * cond_scale
 
+    def _sampler(self, schedule: list[int], eta: float) -> tuple[DDPMScheduler | DDIMScheduler, list[int]]:
+        """The diffusers scheduler stepping along ``schedule`` (descending timesteps) and the timestep to hand its
+        ``step`` at each entry.
+
+        ``eta = 1``: a fresh ``DDPMScheduler`` of the training chain with ``schedule`` as custom timesteps (its step
+        samples the posterior ``q(x_prev | x_t, x0)`` between consecutive entries). Otherwise a ``DDIMScheduler``
+        respaced onto ``schedule``: ``len(schedule)`` steps whose ``alphas_cumprod`` are the chain's at ``schedule``
+        (``trained_betas[k] = 1 - abar[s_k] / abar[s_{k-1}]``), stepped at ``k = len - 1, ..., 0``.
+        """
+        if eta == 1.0:
+            ddpm = DDPMScheduler.from_config(self.noise_scheduler.config)
+            ddpm.set_timesteps(timesteps=schedule)
+            return ddpm, schedule
+        abar = self.noise_scheduler.alphas_cumprod.detach().cpu().double()[schedule[::-1]]
+        betas = 1 - abar / torch.cat([abar.new_ones(1), abar[:-1]])
+        ddim = DDIMScheduler(num_train_timesteps=len(schedule), trained_betas=betas.numpy(), clip_sample=False,
+                             set_alpha_to_one=True, prediction_type="sample", timestep_spacing="leading")
+        ddim.set_timesteps(len(schedule))
+        return ddim, ddim.timesteps.tolist()
+
     @torch.no_grad()
     def sample(
         self,
@@ -329,18 +342,19 @@ class DiffusionPrior(nn.Module):
     ) -> torch.Tensor:
         """Sample image tokens for ``brain_tokens``, divided back by ``image_embed_scale``.
 
-        Starts from standard normal noise and runs ``num_steps`` evenly spaced steps from ``timesteps - 1`` down to
-        0 with the update ``x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps + sigma z``,
-        ``sigma = eta * sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev))``, where ``x0`` is the
-        network's prediction and ``eps`` the noise it implies. With ``num_steps = timesteps`` and ``eta = 1`` this is
-        DDPM ancestral sampling (MindEye's ``p_sample_loop``); the last step returns ``x0``.
+        Starts from standard normal noise and runs ``num_steps`` steps at the timesteps
+        ``linspace(timesteps - 1, 0, num_steps).round()``, each the diffusers scheduler ``step`` on the network's
+        ``x0`` prediction: ``DDPMScheduler``'s ancestral step for ``eta = 1`` (with ``num_steps = timesteps``
+        MindEye's ``p_sample_loop``), ``DDIMScheduler``'s ``x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev -
+        sigma^2) eps + sigma z``, ``sigma = eta * sqrt((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev))``
+        otherwise (see the module docstring for the respacing). The last step returns the predicted ``x0``.
 
         Args:
             brain_tokens: ``(B, T, D)`` condition.
             num_steps: number of denoising steps; ``None`` = ``timesteps``.
             cond_scale: classifier-free guidance scale (1 = none, MindEye's setting).
             generator: random source for the initial and the per-step noise.
-            eta: 1 = DDPM-like stochastic steps, 0 = deterministic DDIM.
+            eta: 1 = DDPM ancestral steps, 0 = deterministic DDIM; in ``[0, 1]``.
 
         Returns:
             ``(B, T, D)`` image tokens (not re-normalised; MindEye divides each sample by its CLS-token norm).
@@ -351,24 +365,18 @@ class DiffusionPrior(nn.Module):
             raise ValueError(f"DiffusionPrior.sample: 'num_steps' must be in [1, {self.timesteps}], got {num_steps!r}")
         if eta < 0:
             raise ValueError(f"DiffusionPrior.sample: 'eta' must be >= 0, got {eta!r}")
+        if eta > 1:
+            raise ValueError(f"DiffusionPrior.sample: 'eta' must be <= 1 (DDIM), got {eta!r}")
         b, device, dtype = brain_tokens.shape[0], brain_tokens.device, brain_tokens.dtype
         draw_device = generator.device if generator is not None else device
-
-        def randn() -> torch.Tensor:
-            return torch.randn(brain_tokens.shape, generator=generator, device=draw_device, dtype=dtype).to(device)
-
-        x = randn()
+        x = torch.randn(brain_tokens.shape, generator=generator, device=draw_device, dtype=dtype).to(device)
         schedule = torch.linspace(self.timesteps - 1, 0, steps).round().long().tolist()
-        for i, t in enumerate(schedule):
-            t_prev = schedule[i + 1] if i + 1 < steps else -1
+        scheduler, step_timesteps = self._sampler(schedule, eta)
+        step_kwargs: dict[str, Any] = {} if eta == 1.0 else {"eta": eta}
+        for i, (t, step_t) in enumerate(zip(schedule, step_timesteps, strict=True)):
             times = torch.full((b,), t, device=device, dtype=torch.long)
             x0 = self._predict_x_start(x, times, brain_tokens, cond_scale)
-            if t_prev < 0:
-                x = x0
-                break
-            abar = self._abar(times, x)
-            abar_prev = self._abar(torch.full_like(times, t_prev), x)
-            eps = (x - abar.sqrt() * x0) / (1 - abar).sqrt()
-            sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).clamp(min=0).sqrt()
-            x = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps + sigma * randn()
+            out = scheduler.step(x0, step_t, x, generator=generator, **step_kwargs)
+            # last step: abar_prev = 1, prev_sample is x0 (DDPM still adds its 1e-20 variance floor when t > 0)
+            x = out.pred_original_sample if i == steps - 1 else out.prev_sample
         return x / self.image_embed_scale
