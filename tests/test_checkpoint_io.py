@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -21,8 +23,8 @@ def test_interrupted_save_keeps_previous_file(tmp_path, monkeypatch):
     atomic_torch_save({"step": 1, "w": torch.ones(1000)}, path)
     good_bytes = path.read_bytes()
 
-    def interrupted_save(obj, handle):
-        handle.write(b"PK\x03\x04 half a checkpoint")  # some bytes hit the disk, then the process is interrupted
+    def interrupted_save(obj, target):
+        Path(target).write_bytes(b"PK\x03\x04 half a checkpoint")  # some bytes hit the disk, then an interruption
         raise KeyboardInterrupt
 
     monkeypatch.setattr(checkpoint_io.torch, "save", interrupted_save)

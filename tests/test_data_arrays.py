@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -126,9 +128,17 @@ def test_missing_file(tmp_path):
         ArrayDataModule(str(tmp_path / "nope.npy"), str(tmp_path / "images.npy"))
 
 
-def test_changed_input_after_manifest(tmp_path):
+def test_changed_input_gets_a_new_prepared_folder(tmp_path):
     paths = write(tmp_path)
-    module(tmp_path, paths).setup()
+    first = module(tmp_path, paths)
+    first.setup()
+    old_folder, old_manifest = first.data_folder, first.manifest_path.read_text()
     np.save(paths["brain"], np.load(paths["brain"]) + 1)
-    with pytest.raises(ValueError, match=r"brain file '.*brain\.npy' changed since the split manifest"):
-        module(tmp_path, paths).setup()
+    second = module(tmp_path, paths)
+    second.setup()
+    assert second.data_folder != old_folder  # the sha256 of the inputs names the folder
+    assert old_manifest == (old_folder / "manifest.json").read_text()  # nothing prepared earlier is overwritten
+    brain_then = first.dataset("train", "single").brain
+    assert torch.allclose(second.dataset("train", "single").brain, brain_then + 1)
+    test_ids = [json.loads(dm.manifest_path.read_text())["splits"]["test"]["stimulus_ids"] for dm in (first, second)]
+    assert test_ids[0] == test_ids[1]  # same stimuli, same seed: the same split

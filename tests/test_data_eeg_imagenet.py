@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 from scipy.interpolate import interp1d
 
-from brain2img.data import eeg_imagenet, schema
+from brain2img.data import schema
+from brain2img.data.eeg_imagenet import datamodule as eeg_imagenet
 from brain2img.data.eeg_imagenet import EEGImageNetDataModule
 
 SUBJECTS = (1, 2)
@@ -335,7 +336,7 @@ def _nan(i, value):
     (_set((4, "label"), 2), r"records 4 and 16 show image \d+ but have different 'label' values"),
     (_nan(7, float("nan")), r"record 7 field 'eeg' has NaN or Inf within samples \[20, 460\)"),
     (_nan(8, float("inf")), r"record 8 field 'eeg' has NaN or Inf"),
-    (lambda d: d.update(extra=np.zeros(2)), r"eeg_5_95_std\.pth' with torch\.load\(weights_only=True\)"),
+    (lambda d: d.update(extra=np.zeros(2)), r"eeg_5_95_std\.pth' as PyTorch \(torch\.save\): UnpicklingError: torch\.load\(weights_only=True\) ref"),
 ])
 def test_bad_eeg_file_errors_name_file_and_field(tmp_path, mutate, message):
     files = build(tmp_path, mutate=mutate)

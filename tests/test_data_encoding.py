@@ -9,7 +9,7 @@ from scipy.signal import welch
 from skimage.filters import sobel
 from skimage.transform import downscale_local_mean
 
-from brain2img.data import encoding
+from brain2img.data.simulated import simulator as encoding
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 from scipy.stats import zscore
 
-from brain2img.data import nsd_files, schema
+from brain2img.data import schema
+from brain2img.data.nsd import files as nsd_files
 from brain2img.data.nsd import NSDDataModule
 
 X, Y, Z = 6, 5, 4

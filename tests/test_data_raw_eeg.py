@@ -15,16 +15,10 @@ import scipy.signal
 import torch
 
 from brain2img.data import schema
-from brain2img.data.eeg_windows import (
-    WindowCacheWriter,
-    channel_layout,
-    count_windows,
-    map_channels,
-    open_window_cache,
-    split_windows,
-    zscore,
-)
-from brain2img.data.raw_eeg import RawEEGDataModule, recording_checksum, resolve_files
+from brain2img.data.raw_eeg import RawEEGDataModule
+from brain2img.data.raw_eeg.cache import WindowCacheWriter, open_window_cache
+from brain2img.data.raw_eeg.files import recording_checksum, resolve_files
+from brain2img.data.raw_eeg.windows import channel_layout, count_windows, map_channels, split_windows, zscore
 
 SMALL = dict(n_channels=16, n_times=128, sfreq=100.0, l_freq=1.0, h_freq=40.0, batch_size=8, progress=False)
 
@@ -271,11 +265,11 @@ def test_writer_is_atomic(tmp_path):
             writer.write(np.ones((2, 2, 3), np.float32), 0, 0, np.array([0, 3]))
             raise RuntimeError("mid-way")
     assert list(folder.parent.iterdir()) == []
-    with WindowCacheWriter(folder, 4, 2, 3) as writer:
+    with pytest.raises(RuntimeError, match="without commit"), WindowCacheWriter(folder, 4, 2, 3) as writer:
         writer.write(np.ones((2, 2, 3), np.float32), 0, 0, np.array([0, 3]))
         with pytest.raises(RuntimeError, match="2 of 4"):
             writer.commit({"files": [], "config": {}})
-    assert list(folder.parent.iterdir()) == []
+    assert list(folder.parent.iterdir()) == []  # an incomplete cache is never published
     with WindowCacheWriter(folder, 2, 2, 3) as writer:
         writer.write(np.full((2, 2, 3), 7, np.float32), 3, 1, np.array([0, 3]))
         writer.commit({"files": [], "config": {}})

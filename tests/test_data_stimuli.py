@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.transform import resize
 
-from brain2img.data.stimuli import SOURCE_NAMES, load_source_photos, make_stimuli
+from brain2img.data.simulated.stimuli import SOURCE_NAMES, load_source_photos, make_stimuli
 
 
 def test_eleven_colour_source_photos():

@@ -11,7 +11,7 @@ from tiny_sd import write_sd_folder, write_text_encoder
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from brain2img.data import schema
-from brain2img.data.nsd_captions import NSDCaptions, annotations_dir, stim_info_file
+from brain2img.data.nsd.captions import NSDCaptions, annotations_dir, stim_info_file
 from brain2img.encoders.caption_embedding import CaptionEmbedder
 from brain2img.methods import OsakaMethod
 from brain2img.methods.targets import CaptionCondition
@@ -62,7 +62,7 @@ def test_caption_errors_name_the_file(tmp_path):
                                          r"captions_train2017.json"):
         captions([2])
     (annotations_dir(tmp_path) / "captions_val2017.json").write_text("{not json")
-    with pytest.raises(ValueError, match="captions_val2017.json' is not a COCO captions file"):
+    with pytest.raises(ValueError, match=r"captions_val2017\.json' as JSON: JSONDecodeError: .* line 1 column 2"):
         NSDCaptions(tmp_path)([0])
     (annotations_dir(tmp_path) / "captions_val2017.json").unlink()
     with pytest.raises(FileNotFoundError, match="captions_val2017.json' not found"):

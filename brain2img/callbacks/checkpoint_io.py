@@ -3,38 +3,28 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from brain2img.io import atomic_path
+
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """Save ``obj`` with :func:`torch.save` atomically.
 
-    The object is written to a temporary file in the same folder, flushed and fsynced, then moved over ``path`` with
-    :func:`os.replace` (atomic on POSIX and Windows). If anything fails or the process is killed before the rename,
-    the previous file at ``path`` is untouched and the temporary file is removed (or, after a hard kill, left as a
-    ``.tmp`` file beside it, never under the checkpoint's name).
+    The object is written to a temporary file in the same folder, fsynced, then moved over ``path`` (see
+    :func:`brain2img.io.atomic_path`). If anything fails or the process is killed before the rename, the previous file
+    at ``path`` is untouched and the temporary file is removed (or, after a hard kill, left as a ``.tmp`` file beside
+    it, never under the checkpoint's name).
 
     Args:
         obj: anything :func:`torch.save` accepts.
         path: destination file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

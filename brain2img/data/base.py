@@ -160,6 +160,12 @@ class BrainImageDataModule(LightningDataModule):
     def manifest_path(self) -> Path:
         """Where the split manifest is (or will be) written."""
 
+    @property
+    def roi_columns(self) -> dict[str, list[int]]:
+        """ROI name -> columns of its voxels in the served brain vector (linked by the CLI into methods that read
+        ROIs separately, e.g. the Osaka method's ``z_roi``/``c_roi``); empty for datasets without named ROIs."""
+        return {}
+
     @abstractmethod
     def _load(self) -> TrialData:
         """Load the prepared data (called by :meth:`setup`, after :meth:`prepare_data`)."""

@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -27,6 +25,7 @@ from tqdm.auto import tqdm
 
 from brain2img.diffusion.backbone import LatentDiffusion
 from brain2img.diffusion.tiny import TinyConfig, build_tiny
+from brain2img.io import load_torch, read_json, staging_folder, write_json_atomic
 
 STATE_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -177,25 +176,14 @@ def cache_key(images: torch.Tensor, config: TinyConfig | dict[str, Any] | None) 
     return h.hexdigest()[:16]
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def load_generator(folder: str | Path) -> LatentDiffusion:
     """Load a generator saved by :func:`load_or_train_generator` from its cache folder."""
     folder = Path(folder)
     if not (folder / CONFIG_FILE).is_file() or not (folder / STATE_FILE).is_file():
         raise FileNotFoundError(f"no trained generator in '{folder}' (expected {CONFIG_FILE} and {STATE_FILE})")
-    meta = json.loads((folder / CONFIG_FILE).read_text())
+    meta = read_json(folder / CONFIG_FILE, "tiny generator config")
     model = build_tiny(meta["config"], scaling_factor=meta["latent_scale"])
-    model.load_state_dict(torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True))
+    model.load_state_dict(load_torch(folder / STATE_FILE, "tiny generator weights"))
     model.train_stats = meta.get("train_stats", {})
     return model.eval().requires_grad_(False)
 
@@ -216,9 +204,9 @@ def load_or_train_generator(
                       f"{stats.get('vae_steps')}/{cfg.vae_steps}, unet {stats.get('unet_steps')}/{cfg.unet_steps} "
                       "steps): it is used for this run but NOT cached, so the next run trains it again", stacklevel=2)
         return model
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / STATE_FILE, lambda p: torch.save(model.state_dict(), p))
     meta = {"config": cfg.to_dict(), "latent_scale": model.scaling_factor, "n_images": len(images),
             "train_stats": model.train_stats}
-    _atomic_write(folder / CONFIG_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+    with staging_folder(folder, CONFIG_FILE) as tmp:  # the config, written last, marks the folder complete
+        torch.save(model.state_dict(), tmp / STATE_FILE)
+        write_json_atomic(tmp / CONFIG_FILE, meta)
     return model

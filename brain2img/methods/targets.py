@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from brain2img.data import schema
-from brain2img.data.nsd_captions import NSDCaptions
+from brain2img.data.nsd.captions import NSDCaptions
 from brain2img.encoders.caption_embedding import CaptionEmbedder
 
 ConditionSource = Callable[[torch.Tensor, list[int]], torch.Tensor]

@@ -25,18 +25,12 @@ on something other than the image (e.g. leakage between splits).
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from brain2img.data.base import BrainImageDataModule, TrialData
-from brain2img.data.eeg_imagenet_files import (
+from brain2img.data.eeg_imagenet.files import (
     EEGRecords,
     files_digest,
     image_file,
@@ -44,38 +38,25 @@ from brain2img.data.eeg_imagenet_files import (
     read_eeg_file,
     read_split_file,
 )
-from brain2img.data.eeg_imagenet_splits import block_positions, block_split, resample_linear, shuffle_train_pairs
-from brain2img.data.splits import (
-    MANIFEST_NAME,
-    SPLITS,
-    build_manifest,
-    config_hash,
-    manifest_split_positions,
-    open_prepared,
-    publish_folder,
-    sha256_file,
-    split_stimuli,
-    write_json_atomic,
+from brain2img.data.eeg_imagenet.prep import (
+    block_positions,
+    block_split,
+    block_summary,
+    resample_linear,
+    segment,
+    shuffle_train_pairs,
 )
+from brain2img.data.prepared import Prepared, PreparedDataModule, TrialData, save_arrays
+from brain2img.data.splits import SPLITS, split_stimuli
+from brain2img.io import sha256_file
 
-log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 SPLIT_KINDS = ("reference", "stimulus", "block")
 SPLIT_INDEXING = ("filtered", "all")
-ARRAYS = ("brain", "images", "trial_stimulus", "stimulus_ids", "labels", "trial_subject", "record_index",
-          "block_position")
-
-
-def _segment(x: Any, t0: int, t1: int) -> np.ndarray:
-    """Samples ``[t0, t1)`` of a stored ``(C, L)`` record as float64 NumPy."""
-    if torch.is_tensor(x):
-        return x[:, t0:t1].detach().to(torch.float64).numpy()
-    return np.asarray(x[:, t0:t1], dtype=np.float64)
-
 
 
 # --------------------------------------------------------------------------------------------------- datamodule
-class EEGImageNetDataModule(BrainImageDataModule):
+class EEGImageNetDataModule(PreparedDataModule):
     """EEG-ImageNet from ``eeg_*_std.pth``, a ``block_splits_by_image_*.pth`` file and the stimulus JPEGs.
 
     ``prepare_data`` reads the ``.pth`` once, validates it, filters (subject, length, split), slices and resamples
@@ -106,14 +87,15 @@ class EEGImageNetDataModule(BrainImageDataModule):
         sfreq_original: sampling rate of the records in Hz.
         val_fraction: per class fraction of images in val for ``split="stimulus"`` / ``"block"``.
         test_fraction: per class fraction of images in test for ``split="stimulus"`` / ``"block"``.
-        seed: seed of the ``"stimulus"`` split, of the shuffled control and of the training shuffle.
-        batch_size: samples per batch.
-        num_workers: DataLoader worker processes.
-        cache_dir: folder for the prepared copies.
-        eval_repeats: val/test/predict samples: ``"average"`` (one per image and subject) or ``"single"``; each
-            subject saw each image once, so both serve the same trials here.
-        predict_split: split served by ``predict_dataloader``.
+        **kwargs: :class:`~brain2img.data.prepared.PreparedDataModule` settings (``seed``: of the ``"stimulus"``
+            split, of the shuffled control and of the training shuffle; ``eval_repeats``: each subject saw each image
+            once, so ``"average"`` and ``"single"`` serve the same trials; ``cache_dir``, ``batch_size``,
+            ``num_workers``, ``predict_split``).
     """
+
+    cache_name = "eeg_imagenet"
+    extra_arrays = ("record_index", "block_position")
+    mmap_arrays = ("brain",)
 
     def __init__(
         self,
@@ -133,14 +115,9 @@ class EEGImageNetDataModule(BrainImageDataModule):
         sfreq_original: float = 1000.0,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
-        seed: int = 0,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        cache_dir: str = ".cache/brain2img/eeg_imagenet",
-        eval_repeats: str = "average",
-        predict_split: str = "test",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, eval_repeats, predict_split, seed)
+        super().__init__(**kwargs)
         if split not in SPLIT_KINDS:
             raise ValueError(f"split must be one of {SPLIT_KINDS}, got '{split}'")
         if split_indexing not in SPLIT_INDEXING:
@@ -178,7 +155,6 @@ class EEGImageNetDataModule(BrainImageDataModule):
         self._image_size, self.n_channels = int(image_size), int(n_channels)
         self.shuffled_labels, self.sfreq_original = bool(shuffled_labels), float(sfreq_original)
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
-        self.cache_dir = Path(cache_dir)
         self._sources: dict[str, str] | None = None
         self._trial_records: np.ndarray | None = None
 
@@ -201,10 +177,6 @@ class EEGImageNetDataModule(BrainImageDataModule):
         ``resample_to - 1`` new ones (1164.0 Hz for the defaults: ``1000 * 511 / 439``)."""
         t0, t1 = self.time_slice
         return self.sfreq_original * (self.resample_to - 1) / (t1 - t0 - 1)
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.data_folder / MANIFEST_NAME
 
     @property
     def trial_records(self) -> np.ndarray:
@@ -240,11 +212,9 @@ class EEGImageNetDataModule(BrainImageDataModule):
             cfg["seed"] = self.seed
         return cfg
 
-    @property
-    def data_folder(self) -> Path:
-        """Folder of this config's prepared copy."""
+    def folder_label(self) -> str:
         who = "all" if self.subject is None else f"sub{self.subject}"
-        return self.cache_dir / f"eeg_imagenet-{who}-{self.split}-{config_hash(self.cache_config())}"
+        return f"eeg_imagenet-{who}-{self.split}"
 
     # ----------------------------------------------------------------- selection
     def _subject_records(self, recs: EEGRecords) -> tuple[np.ndarray, str]:
@@ -355,7 +325,7 @@ class EEGImageNetDataModule(BrainImageDataModule):
         brain = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
                                           shape=(len(kept), self.n_channels, self.resample_to))
         for j, r in enumerate(kept):
-            seg = _segment(recs.eeg[r], t0, t1)
+            seg = segment(recs.eeg[r], t0, t1)
             if not np.isfinite(seg).all():
                 raise ValueError(f"EEG file '{recs.path}': record {r} field 'eeg' has NaN or Inf within samples "
                                  f"[{t0}, {t1})")
@@ -363,12 +333,8 @@ class EEGImageNetDataModule(BrainImageDataModule):
         brain.flush()
         del brain
 
-    def prepare_data(self) -> None:
-        """Validate the source files and write the prepared copy, unless a complete one exists."""
-        folder = self.data_folder
-        if (folder / MANIFEST_NAME).is_file():
-            return
-        start = time.perf_counter()
+    def write(self, folder: Path) -> Prepared:
+        """Read and validate the ``.pth`` once; filter, slice and resample the EEG; load and resize the images."""
         recs = read_eeg_file(self.eeg_path, self.n_channels)
         per_split, kept, counts = self._select(recs)
         self._check_lengths(recs, kept)
@@ -382,72 +348,32 @@ class EEGImageNetDataModule(BrainImageDataModule):
         else:
             splits = block_split(trial_stimulus, position, labels, self.val_fraction, self.test_fraction)
         images, image_paths = self._load_images(recs, stim_ids)
-        tmp = self.cache_dir / f".{folder.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            self._write_brain(recs, kept, tmp / "brain.npy")
-            arrays = {"images": images, "trial_stimulus": trial_stimulus, "stimulus_ids": stim_ids, "labels": labels,
-                      "trial_subject": trial_subject, "record_index": kept.astype(np.int64),
-                      "block_position": position}
-            for name, arr in arrays.items():
-                np.save(tmp / f"{name}.npy", arr)
-            sums = {f"{name}.npy": sha256_file(tmp / f"{name}.npy") for name in ARRAYS}
-            manifest = build_manifest(self.cache_config(), self.seed, stim_ids, splits, trial_stimulus, sums)
-            manifest["sources"] = {
-                "eeg": {"path": str(self.eeg_path.resolve()), "sha256": self.source_checksums()["eeg"]},
-                "splits": None if self.splits_path is None else {
-                    "path": str(self.splits_path.resolve()), "sha256": self.source_checksums()["splits"]},
+        self._write_brain(recs, kept, folder / "brain.npy")
+        save_arrays(folder, {"images": images, "trial_stimulus": trial_stimulus, "stimulus_ids": stim_ids,
+                             "labels": labels, "trial_subject": trial_subject, "record_index": kept.astype(np.int64),
+                             "block_position": position})
+        sums = self.source_checksums()
+        details = {
+            "sources": {
+                "eeg": {"path": str(self.eeg_path.resolve()), "sha256": sums["eeg"]},
+                "splits": None if self.splits_path is None else {"path": str(self.splits_path.resolve()),
+                                                                 "sha256": sums["splits"]},
                 "images": {"root": str(self.image_root.resolve()), "n_files": len(image_paths),
                            "digest": files_digest(image_paths)},
-            }
-            manifest["counts"] = {**counts, "trials": len(kept), "stimuli": len(stim_ids),
-                                  "per_split_stimuli": {k: len(v) for k, v in splits.items()}}
-            manifest["sfreq"] = self.sfreq
-            manifest["block_design"] = self._block_summary(block, position, trial_stimulus, trial_subject,
-                                                           recs.label[kept], splits)
-            write_json_atomic(tmp / MANIFEST_NAME, manifest)
-            publish_folder(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        log.info("prepared EEG-ImageNet (%d trials, %d images) in '%s' in %.1f s", len(kept), len(stim_ids), folder,
-                 time.perf_counter() - start)
-
-    @staticmethod
-    def _block_summary(block: np.ndarray, position: np.ndarray, trial_stimulus: np.ndarray,
-                       trial_subject: np.ndarray, trial_label: np.ndarray, splits: dict[str, np.ndarray]
-                       ) -> dict[str, Any]:
-        """How the split sits in the blocks: mean within-block position per split, blocks without training trials."""
-        n_pairs = len(np.unique(np.stack([trial_subject, trial_label], axis=1), axis=0))
-        n_blocks = int(block.max()) + 1
-        out: dict[str, Any] = {"n_blocks": n_blocks, "n_subject_class_pairs": n_pairs, "mean_position": {}}
-        for name, stim in splits.items():
-            in_split = np.isin(trial_stimulus, stim)
-            out["mean_position"][name] = float(position[in_split].mean()) if in_split.any() else None
-        has_train = np.zeros(n_blocks, dtype=bool)
-        has_train[block[np.isin(trial_stimulus, splits["train"])]] = True
-        out["blocks_without_train"] = int((~has_train).sum())
-        if n_blocks != n_pairs:
-            log.warning("EEG-ImageNet: %d runs of equal (subject, class) in the record list but %d (subject, class) "
-                        "pairs: the list is not in block order, so within-block positions are not presentation "
-                        "order", n_blocks, n_pairs)
-        return out
+            },
+            "counts": {**counts, "trials": len(kept), "stimuli": len(stim_ids),
+                       "per_split_stimuli": {k: len(v) for k, v in splits.items()}},
+            "sfreq": self.sfreq,
+            "block_design": block_summary(block, position, trial_stimulus, trial_subject, recs.label[kept],
+                                                splits),
+        }
+        return Prepared(stim_ids, trial_stimulus, splits, details)
 
     # ----------------------------------------------------------------- loading
-    def _load(self) -> TrialData:
-        """Check the prepared copy (config hash, checksums) and load it (brain memory-mapped)."""
-        if not self.manifest_path.is_file():
-            self.prepare_data()
-        folder = self.data_folder
-        manifest, arr = open_prepared(folder, self.manifest_path, config_hash(self.cache_config()), ARRAYS,
-                                      mmap=("brain",))
-        stim_ids = arr["stimulus_ids"]
-        splits = manifest_split_positions(manifest, stim_ids, self.manifest_path)
-        trial_stimulus = arr["trial_stimulus"]
+    def loaded(self, data: TrialData, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> TrialData:
+        """Keep each trial's record index; apply the shuffled-pairs control (on load, never to the prepared data)."""
         if self.shuffled_labels:
-            trial_stimulus = shuffle_train_pairs(trial_stimulus, arr["trial_subject"], splits["train"], self.seed)
-        self._trial_records = arr["record_index"]
-        return TrialData(brain=arr["brain"], images=arr["images"], trial_stimulus=trial_stimulus,
-                         stimulus_ids=stim_ids, labels=arr["labels"], trial_subject=arr["trial_subject"],
-                         splits=splits)
+            data.trial_stimulus = shuffle_train_pairs(data.trial_stimulus, data.trial_subject, data.splits["train"],
+                                                      self.seed)
+        self._trial_records = arrays["record_index"]
+        return data

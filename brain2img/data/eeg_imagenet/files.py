@@ -16,17 +16,16 @@ Every check fails with an error that names the file and the key or record at fau
 from __future__ import annotations
 
 import hashlib
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from brain2img.data.splits import SPLITS, sha256_file
+from brain2img.data.splits import SPLITS
+from brain2img.io import load_torch, open_image, sha256_file
 
 RECORD_FIELDS = ("eeg", "image", "label", "subject")
 TOP_KEYS = ("dataset", "labels", "images")
@@ -71,14 +70,7 @@ def load_torch_file(path: str | Path, what: str) -> Any:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: '{path}'")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
-    except pickle.UnpicklingError as err:
-        raise ValueError(f"cannot read {what} '{path}' with torch.load(weights_only=True): it holds objects other "
-                         f"than dicts, lists, strings, numbers and tensors ({str(err).splitlines()[-1]}); convert it "
-                         f"to plain types with the code that wrote it") from err
-    except (RuntimeError, OSError, EOFError) as err:
-        raise ValueError(f"cannot read {what} '{path}' as a torch.save file: {err}") from err
+    return load_torch(path, what, weights_only=True, mmap=True)
 
 
 def as_index(value: Any) -> int | None:
@@ -252,11 +244,7 @@ def load_stimulus_image(path: str | Path, size: int) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"stimulus image not found: '{path}' (expected <image_root>/<synset>/<name>.JPEG)")
-    try:
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read stimulus image '{path}': {err}") from err
+    rgb = open_image(path, "stimulus image")
     w, h = rgb.size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2

@@ -15,10 +15,11 @@ problem names the file: a missing file or column, a 73k id beyond the table, an 
 from __future__ import annotations
 
 import csv
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+
+from brain2img.io import read_json, reading
 
 STIM_INFO_COLUMNS = ("cocoId", "cocoSplit")
 COCO_SPLITS = ("train2017", "val2017")
@@ -46,25 +47,27 @@ def read_stim_info(path: str | Path) -> list[tuple[int, str]]:
         raise FileNotFoundError(f"NSD stimulus table '{path}' not found (nsd_stim_info_merged.csv, shipped in "
                                 "nsddata/experiments/nsd/); it maps 73k ids to COCO ids for the captions")
     rows: list[tuple[int, str]] = []
-    with path.open(newline="") as f:
+    with reading(path, "comma-separated text", "NSD stimulus table (nsd_stim_info_merged.csv)"), \
+            path.open(newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in STIM_INFO_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"NSD stimulus table '{path}' has no column(s) {missing}; columns: {reader.fieldnames}")
-        for line, row in enumerate(reader, start=2):
-            try:
-                coco_id = int(row["cocoId"])
-                nsd_id = int(row["nsdId"]) if row.get("nsdId") not in (None, "") else len(rows)
-            except ValueError as err:
-                raise ValueError(f"NSD stimulus table '{path}' line {line}: cocoId/nsdId must be integers "
-                                 f"({err})") from err
-            if nsd_id != len(rows):
-                raise ValueError(f"NSD stimulus table '{path}' line {line}: nsdId {nsd_id} but this is row "
-                                 f"{len(rows)}; rows must be in 73k order (row i = 73k id i, 0-based)")
-            if row["cocoSplit"] not in COCO_SPLITS:
-                raise ValueError(f"NSD stimulus table '{path}' line {line}: cocoSplit {row['cocoSplit']!r} is not "
-                                 f"one of {COCO_SPLITS}")
-            rows.append((coco_id, row["cocoSplit"]))
+        fields, records = reader.fieldnames, list(reader)
+    missing = [c for c in STIM_INFO_COLUMNS if c not in (fields or [])]
+    if missing:
+        raise ValueError(f"NSD stimulus table '{path}' has no column(s) {missing}; columns: {fields}")
+    for line, row in enumerate(records, start=2):
+        try:
+            coco_id = int(row["cocoId"])
+            nsd_id = int(row["nsdId"]) if row.get("nsdId") not in (None, "") else len(rows)
+        except ValueError as err:
+            raise ValueError(f"NSD stimulus table '{path}' line {line}: cocoId/nsdId must be integers "
+                             f"({err})") from err
+        if nsd_id != len(rows):
+            raise ValueError(f"NSD stimulus table '{path}' line {line}: nsdId {nsd_id} but this is row "
+                             f"{len(rows)}; rows must be in 73k order (row i = 73k id i, 0-based)")
+        if row["cocoSplit"] not in COCO_SPLITS:
+            raise ValueError(f"NSD stimulus table '{path}' line {line}: cocoSplit {row['cocoSplit']!r} is not "
+                             f"one of {COCO_SPLITS}")
+        rows.append((coco_id, row["cocoSplit"]))
     return rows
 
 
@@ -74,13 +77,13 @@ def read_coco_captions(path: str | Path) -> dict[int, list[str]]:
     if not path.is_file():
         raise FileNotFoundError(f"COCO caption file '{path}' not found (NSD ships it in nsddata_stimuli/stimuli/"
                                 "nsd/annotations/; set the captions folder or the NSD root)")
+    data = read_json(path, "COCO captions")
     try:
-        data = json.loads(path.read_text())
         annotations = data["annotations"]
         out: dict[int, list[str]] = defaultdict(list)
         for a in annotations:
             out[int(a["image_id"])].append(str(a["caption"]).strip())
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"COCO caption file '{path}' is not a COCO captions file: expected {{'annotations': "
                          f"[{{'image_id': int, 'caption': str}}, ...]}} ({type(err).__name__}: {err})") from err
     return dict(out)

@@ -1,6 +1,6 @@
 """The Natural Scenes Dataset (NSD, Allen et al. 2022) from the files it ships, or from MindEye2's re-packaging.
 
-The file formats are described (and read) in :mod:`brain2img.data.nsd_files`. ``layout="nsd"`` reads the NSD tree:
+The file formats are described (and read) in :mod:`brain2img.data.nsd.files`. ``layout="nsd"`` reads the NSD tree:
 single-trial betas (``betas_fithrf_GLMdenoise_RR``, func1pt8mm, hdf5 or NIfTI) session by session, selects the
 voxels of a ROI (``nsdgeneral`` or streams labels; columns in C order of the NIfTI ``(X, Y, Z)`` grid, see
 :attr:`NSDDataModule.voxel_xyz`), divides by ``betas_scale`` (300: int16 -> percent signal change) and z-scores
@@ -22,19 +22,14 @@ repeats of an image, so a method reproducing MindEye2 must group its test output
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from brain2img.data import nsd_arrays as na
-from brain2img.data import nsd_files as nf
-from brain2img.data.base import BrainImageDataModule, TrialData
-from brain2img.data.nsd_prep import (
+from brain2img.data.nsd import files as nf
+from brain2img.data.nsd import readers as na
+from brain2img.data.nsd.prep import (
     VOXEL_ORDER,
     nsd_splits,
     roi_column_map,
@@ -43,28 +38,15 @@ from brain2img.data.nsd_prep import (
     session_list,
     zscore_session,
 )
-from brain2img.data.splits import (
-    MANIFEST_NAME,
-    SPLITS,
-    build_manifest,
-    config_hash,
-    manifest_split_positions,
-    open_prepared,
-    publish_folder,
-    sha256_file,
-    write_json_atomic,
-)
+from brain2img.data.prepared import Prepared, PreparedDataModule, TrialData, save_arrays
 
-log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 LAYOUTS = ("nsd", "mindeye2")
 BETAS_FORMATS = ("hdf5", "nifti")
 ZSCORE = ("session", "none")
-ARRAYS = ("brain", "images", "trial_stimulus", "stimulus_ids", "labels", "trial_subject", "trial_session",
-          "trial_row")
 
 
-class NSDDataModule(BrainImageDataModule):
+class NSDDataModule(PreparedDataModule):
     """NSD single-trial betas of one subject with their stimuli (see the module docstring).
 
     ``prepare_data`` validates the source files, reads the betas one session at a time, and writes memory-mapped
@@ -99,15 +81,15 @@ class NSDDataModule(BrainImageDataModule):
         responses_path: ``responses.tsv``.
         mindeye2_betas_path: ``betas_all_subj0S_fp32_renorm.hdf5``.
         mindeye2_behav_path: behaviour ``.npy`` (required for ``layout="mindeye2"``; see
-            :func:`brain2img.data.nsd_arrays.read_mindeye2_behav`).
-        seed: seed of the val draw and of the training shuffle.
-        batch_size: samples per batch.
-        num_workers: DataLoader worker processes.
-        cache_dir: folder for the prepared copies.
-        eval_repeats: val/test/predict samples: ``"average"`` (voxels averaged over an image's repeats) or
-            ``"single"`` (every trial; average model outputs per ``stimulus_id`` as MindEye2 does).
-        predict_split: split served by ``predict_dataloader``.
+            :func:`brain2img.data.nsd.readers.read_mindeye2_behav`).
+        **kwargs: :class:`~brain2img.data.prepared.PreparedDataModule` settings (``seed``: of the val draw and of
+            the training shuffle; ``eval_repeats``: ``"average"`` averages the voxels over an image's repeats,
+            ``"single"`` serves every trial (average model outputs per ``stimulus_id`` as MindEye2 does);
+            ``cache_dir``, ``batch_size``, ``num_workers``, ``predict_split``).
     """
+
+    cache_name = "nsd"
+    extra_arrays = ("trial_session", "trial_row")
 
     def __init__(
         self,
@@ -130,14 +112,9 @@ class NSDDataModule(BrainImageDataModule):
         responses_path: str | None = None,
         mindeye2_betas_path: str | None = None,
         mindeye2_behav_path: str | None = None,
-        seed: int = 0,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        cache_dir: str = ".cache/brain2img/nsd",
-        eval_repeats: str = "average",
-        predict_split: str = "test",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, eval_repeats, predict_split, seed)
+        super().__init__(**kwargs)
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got '{layout}'")
         if betas_format not in BETAS_FORMATS:
@@ -156,7 +133,6 @@ class NSDDataModule(BrainImageDataModule):
         self.roi, self.betas_format, self.zscore = roi_list(roi), betas_format, zscore
         self._image_size, self.val_fraction = int(image_size), float(val_fraction)
         self.trials_per_session, self.betas_scale = int(trials_per_session), float(betas_scale)
-        self.cache_dir = Path(cache_dir)
         self._sources: dict[str, tuple[Path, str]] | None = None
         self._trial_session: np.ndarray | None = None
         self._trial_row: np.ndarray | None = None
@@ -218,10 +194,6 @@ class NSDDataModule(BrainImageDataModule):
         return None
 
     @property
-    def manifest_path(self) -> Path:
-        return self.data_folder / MANIFEST_NAME
-
-    @property
     def voxel_xyz(self) -> np.ndarray | None:
         """int64 ``(n_voxels, 3)``: the NIfTI ``(x, y, z)`` of every brain column (``None`` for MindEye2)."""
         return self._voxel_xyz
@@ -231,8 +203,9 @@ class NSDDataModule(BrainImageDataModule):
         """ROI name -> column indices of its voxels in the served brain vector (known right after ``__init__``).
 
         With ``roi=[a, b, ...]`` the served vector is the union of the ROIs in :data:`VOXEL_ORDER`; this says which
-        columns belong to which ROI (a voxel in two named ROIs is listed under both), e.g. for the Osaka method's
-        ``z_columns``/``c_columns`` (see :func:`write_roi_columns_config`). Also written to the manifest.
+        columns belong to which ROI (a voxel in two named ROIs is listed under both). The CLI links it into the
+        method (``model.roi_columns``), so the Osaka method's ``z_roi: early`` / ``c_roi: ventral`` pick their
+        columns by name. Also written to the manifest.
         """
         return {name: list(cols) for name, cols in self._roi_columns.items()}
 
@@ -273,7 +246,7 @@ class NSDDataModule(BrainImageDataModule):
 
     def source_fingerprints(self) -> dict[str, tuple[Path, str]]:
         """name -> (path, fingerprint) of every source file (computed once; see
-        :func:`brain2img.data.nsd_files.file_fingerprint`)."""
+        :func:`brain2img.data.nsd.files.file_fingerprint`)."""
         if self._sources is None:
             out = {}
             for name, (path, large) in self.source_files().items():
@@ -295,10 +268,8 @@ class NSDDataModule(BrainImageDataModule):
             "sources": {name: fp for name, (_, fp) in sorted(self.source_fingerprints().items())},
         }
 
-    @property
-    def data_folder(self) -> Path:
-        """Folder of this config's prepared copy."""
-        return self.cache_dir / f"nsd-subj{self.subject:02d}-{self.layout}-{config_hash(self.cache_config())}"
+    def folder_label(self) -> str:
+        return f"nsd-subj{self.subject:02d}-{self.layout}"
 
     # ----------------------------------------------------------------- preparation
     def _nsd_trials(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -341,85 +312,45 @@ class NSDDataModule(BrainImageDataModule):
         brain.flush()
         del brain
 
-    def prepare_data(self) -> None:
-        """Validate the source files and write the prepared copy, unless a complete one exists."""
-        folder = self.data_folder
-        if (folder / MANIFEST_NAME).is_file():
-            return
-        start = time.perf_counter()
+    def write(self, folder: Path) -> Prepared:
+        """Validate the source files, then write the images and the (z-scored) betas session by session."""
         self._design = nf.read_expdesign(self.expdesign_path)
         trial_ids, trial_session, trial_row = self._nsd_trials() if self.layout == "nsd" else self._mindeye2_trials()
         stim_ids, trial_stimulus = np.unique(trial_ids, return_inverse=True)
         trial_stimulus = trial_stimulus.reshape(-1).astype(np.int64)
         splits = nsd_splits(stim_ids, self._design.shared, self.val_fraction, self.seed)
-        tmp = self.cache_dir / f".{folder.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
-            images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8,
-                                               shape=(len(stim_ids), self._image_size, self._image_size, 3))
-            read = na.read_stimuli if self.layout == "nsd" else na.read_mindeye2_images
-            read(self.stimuli_path, stim_ids, self._image_size, out=images)
-            images.flush()
-            del images
-            self._write_brain(tmp / "brain.npy", trial_session)
-            arrays = {"trial_stimulus": trial_stimulus, "stimulus_ids": stim_ids.astype(np.int64),
-                      "labels": np.full(len(stim_ids), -1, dtype=np.int64),
-                      "trial_subject": np.full(len(trial_ids), self.subject, dtype=np.int64),
-                      "trial_session": trial_session.astype(np.int64), "trial_row": trial_row.astype(np.int64)}
-            if self._voxel_xyz is not None:
-                arrays["voxel_xyz"] = self._voxel_xyz
-            for name, arr in arrays.items():
-                np.save(tmp / f"{name}.npy", arr)
-            names = [*ARRAYS, *(["voxel_xyz"] if self._voxel_xyz is not None else [])]
-            sums = {f"{name}.npy": sha256_file(tmp / f"{name}.npy") for name in names}
-            manifest = build_manifest(self.cache_config(), self.seed, stim_ids, splits, trial_stimulus, sums)
-            self._describe(manifest, trial_stimulus, trial_session, trial_row, splits)
-            write_json_atomic(tmp / MANIFEST_NAME, manifest)
-            publish_folder(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        log.info("prepared NSD subject %d (%d trials, %d images, %d voxels) in '%s' in %.1f s", self.subject,
-                 len(trial_ids), len(stim_ids), self._n_voxels, folder, time.perf_counter() - start)
+        images = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=np.uint8,
+                                           shape=(len(stim_ids), self._image_size, self._image_size, 3))
+        read = na.read_stimuli if self.layout == "nsd" else na.read_mindeye2_images
+        read(self.stimuli_path, stim_ids, self._image_size, out=images)
+        images.flush()
+        del images
+        self._write_brain(folder / "brain.npy", trial_session)
+        arrays = {"trial_stimulus": trial_stimulus, "stimulus_ids": stim_ids.astype(np.int64),
+                  "labels": np.full(len(stim_ids), -1, dtype=np.int64),
+                  "trial_subject": np.full(len(trial_ids), self.subject, dtype=np.int64),
+                  "trial_session": trial_session.astype(np.int64), "trial_row": trial_row.astype(np.int64)}
+        if self._voxel_xyz is not None:
+            arrays["voxel_xyz"] = self._voxel_xyz
+        save_arrays(folder, arrays)
+        return Prepared(stim_ids.astype(np.int64), trial_stimulus, splits, self._details(trial_stimulus, splits),
+                        trial_columns={"sessions": trial_session, "session_rows": trial_row})
 
-    def _describe(self, manifest: dict[str, Any], trial_stimulus: np.ndarray, trial_session: np.ndarray,
-                  trial_row: np.ndarray, splits: dict[str, np.ndarray]) -> None:
-        """Add sources, sessions and counts to the manifest."""
+    def _details(self, trial_stimulus: np.ndarray, splits: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Sources, sessions, ROI columns and counts for the manifest."""
         kinds = dict(self.source_files())
-        manifest["sources"] = {
-            name: {"path": str(path.resolve()), "fingerprint": fp,
-                   "fingerprint_kind": "size:mtime_ns:sha256(first+last MiB)" if kinds[name][1] else "sha256"}
-            for name, (path, fp) in self.source_fingerprints().items()}
-        for name in SPLITS:
-            trials = np.asarray(manifest["splits"][name]["trial_ids"], dtype=np.int64)
-            manifest["splits"][name]["sessions"] = trial_session[trials].tolist()
-            manifest["splits"][name]["session_rows"] = trial_row[trials].tolist()
-        manifest["sessions"] = self.sessions
-        manifest["n_voxels"] = self._n_voxels
-        manifest["roi_columns"] = self._roi_columns
-        manifest["voxel_order"] = VOXEL_ORDER if self.layout == "nsd" else "as in the MindEye2 betas file"
-        manifest["counts"] = {
-            "trials": len(trial_stimulus), "stimuli": len(splits["train"]) + len(splits["val"]) + len(splits["test"]),
-            "per_split_stimuli": {k: len(v) for k, v in splits.items()},
-            "per_split_trials": {k: int(np.isin(trial_stimulus, v).sum()) for k, v in splits.items()}}
+        return {
+            "sources": {name: {"path": str(path.resolve()), "fingerprint": fp,
+                               "fingerprint_kind": "size:mtime_ns:sha256(first+last MiB)" if kinds[name][1] else
+                               "sha256"} for name, (path, fp) in self.source_fingerprints().items()},
+            "sessions": self.sessions, "n_voxels": self._n_voxels, "roi_columns": self._roi_columns,
+            "voxel_order": VOXEL_ORDER if self.layout == "nsd" else "as in the MindEye2 betas file",
+            "counts": {"trials": len(trial_stimulus), "stimuli": sum(len(v) for v in splits.values()),
+                       "per_split_stimuli": {k: len(v) for k, v in splits.items()},
+                       "per_split_trials": {k: int(np.isin(trial_stimulus, v).sum()) for k, v in splits.items()}},
+        }
 
-    # ----------------------------------------------------------------- loading
-    def _load(self) -> TrialData:
-        """Check the prepared copy (config hash, checksums) and load it (brain memory-mapped)."""
-        if not self.manifest_path.is_file():
-            self.prepare_data()
-        folder = self.data_folder
-        manifest, arr = open_prepared(folder, self.manifest_path, config_hash(self.cache_config()), ARRAYS,
-                                      mmap=("brain", "images"))
-        stim_ids = arr["stimulus_ids"]
-        splits = manifest_split_positions(manifest, stim_ids, self.manifest_path)
-        self._trial_session, self._trial_row = arr["trial_session"], arr["trial_row"]
-        return TrialData(brain=arr["brain"], images=arr["images"], trial_stimulus=arr["trial_stimulus"],
-                         stimulus_ids=stim_ids, labels=arr["labels"], trial_subject=arr["trial_subject"],
-                         splits=splits)
-
-
-from brain2img.data.nsd_roi_config import write_roi_columns_config  # noqa: E402  (re-export)
-
-__all__ = ["NSDDataModule", "write_roi_columns_config"]
+    def loaded(self, data: TrialData, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> TrialData:
+        """Keep each trial's session and row."""
+        self._trial_session, self._trial_row = arrays["trial_session"], arrays["trial_row"]
+        return data

@@ -1,17 +1,17 @@
 """Reading the large arrays the Natural Scenes Dataset ships (betas per session, the stimulus brick) and the MindEye2
 re-packaging of them, in chunks, with checks that name the file. Layouts and the voxel order are described in
-:mod:`brain2img.data.nsd_files`."""
+:mod:`brain2img.data.nsd.files`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import h5py
-import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from brain2img.data.nsd_files import N_STIMULI, READ_CHUNK
+from brain2img.data.nsd.files import N_STIMULI, READ_CHUNK
+from brain2img.io import load_nifti, load_npy, open_hdf5, reading
 
 
 # --------------------------------------------------------------------------------------------------- betas
@@ -63,7 +63,8 @@ def read_session_betas(path: str | Path, fmt: str, mask: np.ndarray, trials_per_
     if fmt == "hdf5":
         xyz = np.nonzero(mask)
         zyx_flat = np.ravel_multi_index((xyz[2], xyz[1], xyz[0]), mask.shape[::-1])
-        with h5py.File(path, "r") as f:
+        what = f"NSD betas (session {session})"
+        with open_hdf5(path, what) as f:
             if "betas" not in f:
                 raise ValueError(f"betas file '{path}' (session {session}) has no dataset 'betas' (keys: {list(f)})")
             ds = f["betas"]
@@ -71,18 +72,18 @@ def read_session_betas(path: str | Path, fmt: str, mask: np.ndarray, trials_per_
                                "(trials, Z, Y, X)")
             _check_betas_dtype(ds.dtype, path, session)
             for start in range(0, trials_per_session, READ_CHUNK):
-                chunk = ds[start : start + READ_CHUNK]
+                with reading(path, "HDF5", what):
+                    chunk = ds[start : start + READ_CHUNK]
                 out[start : start + len(chunk)] = chunk.reshape(len(chunk), -1)[:, zyx_flat]
     elif fmt == "nifti":
-        try:
-            img = nib.load(path, keep_file_open=True)  # chunks are read in order: one pass through the gzip stream
-        except Exception as err:  # nibabel raises several types for a bad file
-            raise ValueError(f"cannot read betas file '{path}' (session {session}) with nibabel: {err}") from err
+        what = f"NSD betas (session {session})"
+        img = load_nifti(path, what, keep_file_open=True)  # chunks are read in order: one pass through the gzip stream
         _check_betas_shape(tuple(img.shape), (*mask.shape, trials_per_session), path, session, "(X, Y, Z, trials)")
         _check_betas_dtype(img.get_data_dtype(), path, session)
         for start in range(0, trials_per_session, READ_CHUNK):
             stop = min(start + READ_CHUNK, trials_per_session)
-            chunk = np.asarray(img.dataobj[..., start:stop])  # raw stored values (scaling slope applied if set)
+            with reading(path, "NIfTI", what):
+                chunk = np.asarray(img.dataobj[..., start:stop])  # raw stored values (scaling slope applied if set)
             out[start:stop] = chunk[mask].T
     else:
         raise ValueError(f"betas format must be 'hdf5' or 'nifti', got '{fmt}'")
@@ -134,7 +135,7 @@ def read_stimuli(path: str | Path, ids: np.ndarray, size: int, key: str = "imgBr
         raise FileNotFoundError(f"NSD stimulus file not found: '{path}'")
     ids = np.asarray(ids, dtype=np.int64)
     out = _output(out, len(ids), size)
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, "NSD stimuli") as f:
         if key not in f:
             raise ValueError(f"stimulus file '{path}' has no dataset '{key}' (keys: {list(f)})")
         ds = f[key]
@@ -142,17 +143,20 @@ def read_stimuli(path: str | Path, ids: np.ndarray, size: int, key: str = "imgBr
             raise ValueError(f"stimulus file '{path}' dataset '{key}' has shape {ds.shape} dtype {ds.dtype}, expected "
                              f"(n_images, S, S, 3) uint8 (NSD: ({N_STIMULI}, 425, 425, 3))")
         _check_ids(ids, ds.shape[0], path, key)
-        _read_sorted(ds, ids, out, lambda block: [resize_square(im, size) for im in block])
+        _read_sorted(ds, ids, out, lambda block: [resize_square(im, size) for im in block], path, "NSD stimuli")
     return out
 
 
-def _read_sorted(ds: h5py.Dataset, ids: np.ndarray, out: np.ndarray, convert) -> None:
-    """Fill ``out[i]`` with ``convert(ds[ids])[i]``, reading in increasing id order (h5py needs it)."""
+def _read_sorted(ds: h5py.Dataset, ids: np.ndarray, out: np.ndarray, convert, path: Path, what: str) -> None:
+    """Fill ``out[i]`` with ``convert(ds[ids])[i]``, reading in increasing id order (h5py needs it); a read that
+    fails names ``path`` (``what`` it is)."""
     order = np.argsort(ids, kind="stable")
     for start in range(0, len(ids), READ_CHUNK):
         pos = order[start : start + READ_CHUNK]
         uniq, inverse = np.unique(ids[pos], return_inverse=True)
-        block = convert(ds[uniq])
+        with reading(path, "HDF5", what):
+            raw = ds[uniq]
+        block = convert(raw)
         for j, p in enumerate(pos):
             out[p] = block[inverse[j]]
 
@@ -175,7 +179,7 @@ def read_mindeye2_images(path: str | Path, ids: np.ndarray, size: int, key: str 
         u8 = np.round(x * 255.0).astype(np.uint8).transpose(0, 2, 3, 1)
         return [im if im.shape[0] == size else resize_square(im, size) for im in u8]
 
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, "MindEye2 images") as f:
         if key not in f:
             raise ValueError(f"image file '{path}' has no dataset '{key}' (keys: {list(f)})")
         ds = f[key]
@@ -183,7 +187,7 @@ def read_mindeye2_images(path: str | Path, ids: np.ndarray, size: int, key: str 
             raise ValueError(f"image file '{path}' dataset '{key}' has shape {ds.shape}, expected (n_images, 3, S, S) "
                              f"(MindEye2: ({N_STIMULI}, 3, 224, 224) float16)")
         _check_ids(ids, ds.shape[0], path, key)
-        _read_sorted(ds, ids, out, convert)
+        _read_sorted(ds, ids, out, convert, path, "MindEye2 images")
     return out
 
 
@@ -193,7 +197,7 @@ def mindeye2_betas_shape(path: str | Path, key: str = "betas") -> tuple[int, int
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MindEye2 betas file not found: '{path}'")
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, "MindEye2 betas") as f:
         if key not in f:
             raise ValueError(f"MindEye2 betas file '{path}' has no dataset '{key}' (keys: {list(f)})")
         shape = tuple(f[key].shape)
@@ -212,7 +216,7 @@ def read_mindeye2_behav(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"MindEye2 behaviour file not found: '{path}'")
-    arr = np.load(path, allow_pickle=False)
+    arr = load_npy(path, "MindEye2 behaviour")
     if arr.ndim == 3 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 2 or len(arr) == 0 or (arr.shape[1] != 2 and arr.shape[1] < 6):
@@ -245,13 +249,13 @@ def read_mindeye2_rows(path: str | Path, rows: np.ndarray, trials_per_session: i
     """
     path = Path(path)
     rows = np.asarray(rows, dtype=np.int64)
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path, "MindEye2 betas") as f:
         ds = f[key]
         if len(rows) and rows.max() >= ds.shape[0]:
             raise ValueError(f"MindEye2 betas file '{path}' dataset '{key}' has {ds.shape[0]} rows, but the behaviour "
                              f"lists row {int(rows.max())}")
         out = np.empty((len(rows), ds.shape[1]), dtype=np.float64)
-        _read_sorted(ds, rows, out, lambda block: block.astype(np.float64))
+        _read_sorted(ds, rows, out, lambda block: block.astype(np.float64), path, "MindEye2 betas")
     bad = ~np.isfinite(out)
     if bad.any():
         i, v = (int(x) for x in np.argwhere(bad)[0])

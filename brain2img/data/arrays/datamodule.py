@@ -7,36 +7,29 @@ from typing import Any
 
 import numpy as np
 
-from brain2img.data.base import BrainImageDataModule, TrialData
-from brain2img.data.splits import (
-    MANIFEST_NAME,
-    build_manifest,
-    config_hash,
-    read_manifest,
-    sha256_file,
-    split_stimuli,
-    write_json_atomic,
-)
-from brain2img.data.validation import (
+from brain2img.data.arrays.validation import (
     check_brain,
     check_constant_per_stimulus,
     check_counts,
     check_images,
     check_per_trial,
     image_layout,
-    load_npy,
 )
+from brain2img.data.prepared import Prepared, PreparedDataModule, save_arrays
+from brain2img.data.splits import split_stimuli
+from brain2img.io import load_npy, sha256_file
 
 
-class ArrayDataModule(BrainImageDataModule):
+class ArrayDataModule(PreparedDataModule):
     """Brain responses and stimulus images from ``.npy`` files, split by stimulus like every brain2img dataset.
 
     Files (one row per trial): brain ``(n_trials, n_voxels)`` (fMRI) or ``(n_trials, n_channels, n_times)`` (EEG);
     images ``(n_trials, H, W, 3)`` uint8 or ``(n_trials, 3, H, W)`` float in [0, 1] (square); optional integer
     vectors of stimulus ids (trials showing the same image share an id; default: every trial its own stimulus),
-    labels (constant within a stimulus; default ``-1``) and subjects (default ``0``). Everything is validated on
-    load with errors naming the file. The split manifest (with sha256 of the input files) is written under
-    ``cache_dir``; if an input file changes later, loading fails until the manifest is deleted.
+    labels (constant within a stimulus; default ``-1``) and subjects (default ``0``). Everything is validated when
+    the data is prepared, with errors naming the file. The prepared copy and its split manifest are written under
+    ``cache_dir`` in a folder named by the settings and the sha256 of every input file: after an input file
+    changes, a new folder is prepared (the earlier one is left as it was).
 
     Args:
         brain_path: ``.npy`` brain responses.
@@ -47,13 +40,11 @@ class ArrayDataModule(BrainImageDataModule):
         sfreq: EEG sampling frequency in Hz (ignored for fMRI).
         val_fraction: fraction of stimuli in the validation split.
         test_fraction: fraction of stimuli in the test split.
-        seed: seed of the split and of the training shuffle.
-        batch_size: samples per batch.
-        num_workers: DataLoader worker processes.
-        cache_dir: folder for the split manifest.
-        eval_repeats: val/test/predict samples: ``"average"`` (one per stimulus and subject) or ``"single"``.
-        predict_split: split served by ``predict_dataloader``.
+        **kwargs: :class:`~brain2img.data.prepared.PreparedDataModule` settings (``seed``: of the split and of the
+            training shuffle; ``cache_dir``, ``batch_size``, ``num_workers``, ``eval_repeats``, ``predict_split``).
     """
+
+    cache_name = "arrays"
 
     def __init__(
         self,
@@ -65,14 +56,9 @@ class ArrayDataModule(BrainImageDataModule):
         sfreq: float | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
-        seed: int = 0,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        cache_dir: str = ".cache/brain2img/arrays",
-        eval_repeats: str = "average",
-        predict_split: str = "test",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(batch_size, num_workers, eval_repeats, predict_split, seed)
+        super().__init__(**kwargs)
         self.save_hyperparameters()
         self.paths: dict[str, Path | None] = {
             "brain": Path(brain_path), "images": Path(images_path),
@@ -81,8 +67,8 @@ class ArrayDataModule(BrainImageDataModule):
             "subjects": Path(subjects_path) if subjects_path else None,
         }
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
-        self.cache_dir = Path(cache_dir)
         self._sfreq = None if sfreq is None else float(sfreq)
+        self._sums: dict[str, str] | None = None
         # headers only (memory-mapped): shapes are known now, data is read in setup
         brain = load_npy(brain_path, "brain data", mmap=True)
         if brain.ndim not in (2, 3):
@@ -109,14 +95,17 @@ class ArrayDataModule(BrainImageDataModule):
     def sfreq(self) -> float | None:
         return self._sfreq if self.modality == "eeg" else None
 
-    def config(self) -> dict[str, Any]:
-        """What determines the split (the manifest folder is named by its hash)."""
-        return {"paths": {k: str(p.resolve()) if p else None for k, p in self.paths.items()},
-                "val_fraction": self.val_fraction, "test_fraction": self.test_fraction, "seed": self.seed}
+    def source_checksums(self) -> dict[str, str]:
+        """sha256 of every given input file (computed once per instance)."""
+        if self._sums is None:
+            self._sums = {key: sha256_file(path) for key, path in self.paths.items() if path is not None}
+        return self._sums
 
-    @property
-    def manifest_path(self) -> Path:
-        return self.cache_dir / f"arrays-{config_hash(self.config())}" / MANIFEST_NAME
+    def cache_config(self) -> dict[str, Any]:
+        """What determines the prepared copy and its split: the input files (paths and sha256) and the split."""
+        return {"paths": {k: str(p.resolve()) if p else None for k, p in self.paths.items()},
+                "sha256": self.source_checksums(), "val_fraction": self.val_fraction,
+                "test_fraction": self.test_fraction, "seed": self.seed}
 
     def _read(self) -> dict[str, Any]:
         """Load and validate every file."""
@@ -141,21 +130,11 @@ class ArrayDataModule(BrainImageDataModule):
         return {"brain": brain, "images": images[first], "stimulus_ids": ids.astype(np.int64), "labels": labels,
                 "trial_stimulus": inverse.astype(np.int64), "trial_subject": vectors["subjects"]}
 
-    def _load(self) -> TrialData:
-        """Validate, split by stimulus, and write (or check) the manifest."""
+    def write(self, folder: Path) -> Prepared:
+        """Validate every file, then save the arrays and split by stimulus (stratified by label)."""
         arr = self._read()
+        save_arrays(folder, {**arr, "brain": arr["brain"].astype(np.float32, copy=False)})
         splits = split_stimuli(arr["labels"], self.val_fraction, self.test_fraction, self.seed)
-        sums = {key: sha256_file(path) for key, path in self.paths.items() if path is not None}
-        manifest = build_manifest(self.config(), self.seed, arr["stimulus_ids"], splits, arr["trial_stimulus"], sums)
-        if self.manifest_path.is_file():
-            old = read_manifest(self.manifest_path)
-            for key, digest in sums.items():
-                if old["checksums"].get(key) != digest:
-                    raise ValueError(f"{key} file '{self.paths[key]}' changed since the split manifest "
-                                     f"'{self.manifest_path}' was written (sha256 differs); delete the manifest to "
-                                     f"split the new data")
-        else:
-            write_json_atomic(self.manifest_path, manifest)
-        return TrialData(brain=arr["brain"], images=arr["images"], trial_stimulus=arr["trial_stimulus"],
-                         stimulus_ids=arr["stimulus_ids"], labels=arr["labels"], trial_subject=arr["trial_subject"],
-                         splits=splits)
+        sources = {key: {"path": str(self.paths[key].resolve()), "sha256": digest}
+                   for key, digest in self.source_checksums().items()}
+        return Prepared(arr["stimulus_ids"], arr["trial_stimulus"], splits, {"sources": sources})

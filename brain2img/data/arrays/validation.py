@@ -9,23 +9,6 @@ import numpy as np
 IMAGE_LAYOUTS = "(N, H, W, 3) uint8 in [0, 255] or (N, 3, H, W) float in [0, 1], with H == W"
 
 
-def load_npy(path: str | Path, what: str, mmap: bool = False) -> np.ndarray:
-    """Load a ``.npy`` file (no pickles), with a clear error if it is missing or unreadable.
-
-    Args:
-        path: the file.
-        what: what the file should hold, for messages (e.g. ``"brain data"``).
-        mmap: memory-map instead of reading (cheap: only the header is read until data is touched).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} file not found: '{path}' (expected a .npy file)")
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise ValueError(f"cannot read {what} file '{path}' as a NumPy .npy array: {err}") from err
-
-
 def check_brain(brain: np.ndarray, path: str | Path) -> np.ndarray:
     """Brain data must be numeric ``(n_trials, n_voxels)`` or ``(n_trials, n_channels, n_times)`` and finite.
 

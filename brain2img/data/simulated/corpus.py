@@ -9,35 +9,27 @@ validation or test stimulus is ever seen in pre-training. Samples: ``{"brain", "
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from lightning import LightningDataModule
-from torch.utils.data import DataLoader, TensorDataset
 
-from brain2img.data import schema
-from brain2img.data.simulated import SimulatedDataModule
+from brain2img.data.corpus import CorpusDataModule, TensorWindows
+from brain2img.data.simulated.datamodule import SimulatedDataModule
 
 
-class _Windows(TensorDataset):
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
-        brain, subject = super().__getitem__(i)
-        return {schema.BRAIN: brain, schema.SUBJECT: int(subject), schema.INDEX: int(i)}
-
-
-class SimulatedEEGCorpus(LightningDataModule):
+class SimulatedEEGCorpus(CorpusDataModule):
     """Training-split EEG trials of simulated subjects, as unlabelled windows; a seeded share is held out for
     validation of the pre-training loss.
 
     Args:
         subjects: simulated subjects to include (each has its own sources, mixing and noise).
         splits: stimulus splits whose trials are used (default: training stimuli only).
-        n_stimuli, image_size, n_repeats, snr, n_channels, sfreq, duration, seed, cache_dir: as
+        n_stimuli, image_size, n_repeats, snr, n_channels, sfreq, duration, cache_dir: as
             :class:`~brain2img.data.simulated.SimulatedDataModule` (use the fine-tuning benchmark's values so
             that the stimulus split is the same).
-        val_fraction: share of windows held out for the validation loss.
-        batch_size: windows per batch.
-        num_workers: DataLoader worker processes.
+        **kwargs: :class:`~brain2img.data.corpus.CorpusDataModule` settings (``val_fraction``: share of windows
+            held out, > 0; ``seed``: also the benchmark's seed; ``batch_size``, ``num_workers``).
     """
 
     def __init__(
@@ -51,31 +43,26 @@ class SimulatedEEGCorpus(LightningDataModule):
         n_channels: int = 32,
         sfreq: float = 128.0,
         duration: float = 0.5,
-        seed: int = 0,
         cache_dir: str = ".cache/brain2img/simulated",
-        val_fraction: float = 0.1,
-        batch_size: int = 64,
-        num_workers: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)
         if not subjects:
             raise ValueError("SimulatedEEGCorpus needs at least one subject (data.subjects)")
         if "test" in splits:
             raise ValueError("SimulatedEEGCorpus refuses the test split (data.splits): pre-training must not see "
                              "the EEG of test stimuli")
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if not self.val_fraction > 0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         self.save_hyperparameters()
         self.sources = [
             SimulatedDataModule(modality="eeg", subject=int(s), n_stimuli=n_stimuli, image_size=image_size,
                                 n_repeats=n_repeats, snr=snr, n_channels=n_channels, sfreq=sfreq, duration=duration,
-                                seed=seed, cache_dir=cache_dir)
+                                seed=self.seed, cache_dir=cache_dir)
             for s in subjects
         ]
-        self.splits, self.val_fraction, self.seed = tuple(splits), float(val_fraction), int(seed)
-        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
-        self._train: _Windows | None = None
-        self._val: _Windows | None = None
+        self.splits = tuple(splits)
+        self._windows: dict[str, TensorWindows] | None = None
 
     @property
     def modality(self) -> str:
@@ -97,7 +84,7 @@ class SimulatedEEGCorpus(LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Collect the windows of the chosen splits and hold out ``val_fraction`` of them (seeded)."""
-        if self._train is not None:
+        if self._windows is not None:
             return
         brains, subjects = [], []
         for source in self.sources:
@@ -110,16 +97,9 @@ class SimulatedEEGCorpus(LightningDataModule):
         order = torch.from_numpy(np.random.default_rng(self.seed).permutation(len(brain)))
         n_val = max(1, int(round(self.val_fraction * len(brain))))
         val, train = order[:n_val], order[n_val:]
-        self._train = _Windows(brain[train], subject[train])
-        self._val = _Windows(brain[val], subject[val])
+        self._windows = {"train": TensorWindows(brain[train], subject[train]),
+                         "val": TensorWindows(brain[val], subject[val])}
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled training windows (seeded)."""
-        assert self._train is not None, "call setup() first"
-        return DataLoader(self._train, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
-                          generator=torch.Generator().manual_seed(self.seed))
-
-    def val_dataloader(self) -> DataLoader:
-        """Held-out windows in a fixed order."""
-        assert self._val is not None, "call setup() first"
-        return DataLoader(self._val, batch_size=self.batch_size, num_workers=self.num_workers)
+    def windows(self, split: str) -> TensorWindows:
+        assert self._windows is not None
+        return self._windows[split]

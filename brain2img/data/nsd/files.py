@@ -25,7 +25,7 @@ float32 (nsdgeneral voxels, z-scored per session), ``coco_images_224_float16.hdf
 ``behav.npy``; here a ``.npy`` either ``(n, 2)`` = [73k id (0-based), betas row] or MindEye2's ``(n, 1, 17)`` /
 ``(n, 17)`` with the 73k id in column 0 and the betas row in column 5).
 
-The readers of the large arrays are in :mod:`brain2img.data.nsd_arrays`. Large files (betas, stimuli) are
+The readers of the large arrays are in :mod:`brain2img.data.nsd.readers`. Large files (betas, stimuli) are
 fingerprinted by size, mtime and the sha256 of their first and last MiB, small
 files by the sha256 of their bytes (:func:`file_fingerprint`). Every check fails with an error naming the file.
 """
@@ -37,11 +37,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
-import scipy.io
 
-from brain2img.data.splits import sha256_file
+from brain2img.io import load_mat, load_nifti_array, reading, sha256_file
 
 N_STIMULI = 73000
 STREAMS_LABELS = {"early": 1, "midventral": 2, "midlateral": 3, "midparietal": 4, "ventral": 5, "lateral": 6,
@@ -113,7 +111,7 @@ def read_roi_volume(path: str | Path, allowed: tuple[int, int]) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"NSD ROI file not found: '{path}'")
-    data = np.asarray(nib.load(path).dataobj)
+    data = load_nifti_array(path, "NSD ROI volume")
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
@@ -183,10 +181,7 @@ def read_expdesign(path: str | Path) -> ExpDesign:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"NSD experiment design file not found: '{path}'")
-    try:
-        mat = scipy.io.loadmat(path)
-    except (ValueError, OSError, TypeError) as err:
-        raise ValueError(f"cannot read '{path}' with scipy.io.loadmat: {err}") from err
+    mat = load_mat(path, "NSD experiment design")
     missing = [k for k in EXPDESIGN_KEYS if k not in mat]
     if missing:
         raise ValueError(f"experiment design '{path}' lacks the variable(s) {missing}; expected {EXPDESIGN_KEYS}")
@@ -242,21 +237,22 @@ def read_responses(path: str | Path, subject: int, sessions: list[int], trials_p
         raise FileNotFoundError(f"NSD behaviour file not found: '{path}'")
     wanted = set(sessions)
     rows: dict[int, list[tuple[int, int, int, int]]] = {s: [] for s in sessions}
-    with open(path, newline="") as handle:
+    with reading(path, "tab-separated text", "NSD behaviour (responses.tsv)"), open(path, newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")
         header = reader.fieldnames or []
-        missing = [c for c in BEHAVIOUR_COLUMNS if c not in header]
-        if missing:
-            raise ValueError(f"behaviour file '{path}' lacks the column(s) {missing} (tab-separated, header "
-                             f"{header}); expected {BEHAVIOUR_COLUMNS}")
-        for line, row in enumerate(reader, start=2):
-            session = _int_cell(row["SESSION"], path, line, "SESSION")
-            if session not in wanted:
-                continue
-            if "SUBJECT" in row and _int_cell(row["SUBJECT"], path, line, "SUBJECT") != subject:
-                raise ValueError(f"behaviour file '{path}' line {line}: SUBJECT = {row['SUBJECT']}, expected "
-                                 f"{subject}")
-            rows[session].append((line, *(_int_cell(row[c], path, line, c) for c in BEHAVIOUR_COLUMNS[1:])))
+        records = list(reader)
+    missing = [c for c in BEHAVIOUR_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f"behaviour file '{path}' lacks the column(s) {missing} (tab-separated, header "
+                         f"{header}); expected {BEHAVIOUR_COLUMNS}")
+    for line, row in enumerate(records, start=2):
+        session = _int_cell(row["SESSION"], path, line, "SESSION")
+        if session not in wanted:
+            continue
+        if "SUBJECT" in row and _int_cell(row["SUBJECT"], path, line, "SUBJECT") != subject:
+            raise ValueError(f"behaviour file '{path}' line {line}: SUBJECT = {row['SUBJECT']}, expected "
+                             f"{subject}")
+        rows[session].append((line, *(_int_cell(row[c], path, line, c) for c in BEHAVIOUR_COLUMNS[1:])))
     out = {}
     for s in sessions:
         table = np.asarray(rows[s], dtype=np.int64).reshape(-1, 4)

@@ -3,9 +3,15 @@ shuffled-pairs control (see :mod:`brain2img.data.eeg_imagenet`)."""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import numpy as np
+import torch
 
 from brain2img.data.splits import SPLITS
+
+log = logging.getLogger(__name__)
 
 
 def resample_linear(x: np.ndarray, n_out: int) -> np.ndarray:
@@ -112,4 +118,31 @@ def shuffle_train_pairs(trial_stimulus: np.ndarray, trial_subject: np.ndarray, t
     for s in np.unique(trial_subject):
         idx = np.flatnonzero(in_train & (trial_subject == s))
         out[idx] = trial_stimulus[idx][rng.permutation(len(idx))]
+    return out
+
+
+def segment(x: Any, t0: int, t1: int) -> np.ndarray:
+    """Samples ``[t0, t1)`` of a stored ``(C, L)`` record as float64 NumPy."""
+    if torch.is_tensor(x):
+        return x[:, t0:t1].detach().to(torch.float64).numpy()
+    return np.asarray(x[:, t0:t1], dtype=np.float64)
+
+
+def block_summary(block: np.ndarray, position: np.ndarray, trial_stimulus: np.ndarray,
+                   trial_subject: np.ndarray, trial_label: np.ndarray, splits: dict[str, np.ndarray]
+                   ) -> dict[str, Any]:
+    """How the split sits in the blocks: mean within-block position per split, blocks without training trials."""
+    n_pairs = len(np.unique(np.stack([trial_subject, trial_label], axis=1), axis=0))
+    n_blocks = int(block.max()) + 1
+    out: dict[str, Any] = {"n_blocks": n_blocks, "n_subject_class_pairs": n_pairs, "mean_position": {}}
+    for name, stim in splits.items():
+        in_split = np.isin(trial_stimulus, stim)
+        out["mean_position"][name] = float(position[in_split].mean()) if in_split.any() else None
+    has_train = np.zeros(n_blocks, dtype=bool)
+    has_train[block[np.isin(trial_stimulus, splits["train"])]] = True
+    out["blocks_without_train"] = int((~has_train).sum())
+    if n_blocks != n_pairs:
+        log.warning("EEG-ImageNet: %d runs of equal (subject, class) in the record list but %d (subject, class) "
+                    "pairs: the list is not in block order, so within-block positions are not presentation "
+                    "order", n_blocks, n_pairs)
     return out

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from brain2img.data import nsd_files as nf
+from brain2img.data.nsd import files as nf
 
 MAX_SESSIONS = 40
 VOXEL_ORDER = "C order of the NIfTI (X, Y, Z) grid (x slowest, z fastest): np.flatnonzero(mask)"
@@ -25,7 +25,7 @@ def session_list(sessions: list[int] | int) -> list[int]:
 
 
 def roi_list(roi: str | list[str]) -> list[str]:
-    """A ROI name or a list of names, checked against :data:`brain2img.data.nsd_files.ROI_NAMES`, sorted."""
+    """A ROI name or a list of names, checked against :data:`brain2img.data.nsd.files.ROI_NAMES`, sorted."""
     names = [roi] if isinstance(roi, str) else list(roi)
     unknown = [n for n in names if n not in nf.ROI_NAMES]
     if unknown or not names:
