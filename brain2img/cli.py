@@ -1,4 +1,5 @@
-"""The ``brain2img`` command: ``fit | validate | test | predict`` on LightningCLI.
+"""The ``brain2img`` command: ``fit | validate | test | predict`` on LightningCLI, plus brain2img's own commands
+(``list``; see :mod:`brain2img.commands`), dispatched before LightningCLI parses anything.
 
 Examples::
 
@@ -6,6 +7,9 @@ Examples::
     brain2img fit --config conf/quickstart.yaml --model.init_args.strength=0.7 --trainer.logger.init_args.name=s07
     brain2img fit --config conf/quickstart.yaml --print_config   # the fully resolved config
     brain2img predict --ckpt_path runs/quickstart/version_0/checkpoints/last.ckpt --output_dir preds/
+    brain2img fit --config conf/quickstart.yaml --config conf/backbone/tiny_simulated.yaml   # compose fragments
+    brain2img fit --model.help brain2img.methods.MindEye          # every model option, nested parts included
+    brain2img list                                                # the registered methods and datamodules
 
 ``predict``/``test``/``validate`` with only ``--ckpt_path`` rebuild model and data from the config stored inside the
 checkpoint; any ``--config`` or dotted override given after it still applies.
@@ -13,22 +17,40 @@ checkpoint; any ``--config`` or dotted override given after it still applies.
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import os
 import sys
 import tempfile
+import typing
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from brain2img import commands
 from brain2img.callbacks import AtomicCheckpointIO, PredictionWriter
 from brain2img.callbacks.config_in_checkpoint import CONFIG_KEY, ConfigInCheckpoint
+from brain2img.presets import Spec
 
 EVAL_SUBCOMMANDS = ("validate", "test", "predict")
+DESCRIPTION = """\
+brain2img: reconstruct seen images from brain recordings (fMRI, EEG). Any method x any datamodule,
+chosen by class_path in YAML:
+  brain2img fit --config conf/quickstart.yaml
+--config may be repeated (later files and dotted overrides such as --model.init_args.strength=0.7
+win: conf/backbone, conf/trainer and conf/logger hold fragments); --print_config shows the resolved
+config; `brain2img fit --model.help brain2img.methods.MindEye` lists a method's options, nested
+parts included; `brain2img list` names the methods and datamodules."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the description and the epilog kept as written (one line per extra command)."""
 
 
 class Brain2ImgCLI(LightningCLI):
@@ -42,7 +64,8 @@ class Brain2ImgCLI(LightningCLI):
             datamodule_class=None,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            parser_kwargs={"parser_mode": "omegaconf"},
+            parser_kwargs={"parser_mode": "omegaconf", "description": DESCRIPTION, "epilog": commands.epilog(),
+                           "formatter_class": _HelpFormatter},
             save_config_kwargs={"overwrite": True},
             seed_everything_default=0,
             args=args,
@@ -61,9 +84,26 @@ class Brain2ImgCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         """Lightning would overwrite the model config with the checkpoint's hyperparameters after the user's
-        overrides; when the checkpoint carries brain2img's full config it was already injected *before* them."""
-        if not self._config_from_ckpt:
-            super()._parse_ckpt_path()
+        overrides; when the checkpoint carries brain2img's full config it was already injected *before* them.
+        Otherwise (``--config`` given) Lightning's merge, with the hyperparameters of older checkpoints read as
+        :func:`drop_null_parts` says."""
+        if self._config_from_ckpt or not self.config.get("subcommand"):
+            return
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            class_path = hparams.pop("_class_path")
+            hparams = {"class_path": class_path, "dict_kwargs": drop_null_parts(class_path, hparams)}
+        try:
+            self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
+        except SystemExit:
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")
+            raise
 
     def instantiate_trainer(self, **kwargs: Any):
         """Add the atomic checkpoint plugin and the config-in-checkpoint callback."""
@@ -122,6 +162,22 @@ class Brain2ImgCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if monitored else None)
 
 
+def drop_null_parts(class_path: str, init_args: dict[str, Any]) -> dict[str, Any]:
+    """``init_args`` without the typed parts (:mod:`brain2img.specs`) that are ``None``.
+
+    Checkpoints written before the parts were typed store an absent part as ``null`` (``captions: null``,
+    ``prior: null``, ``metrics: null``), which a dataclass-typed argument does not accept; its default means the same
+    (off, or the default settings), so the key is left out.
+    """
+    try:
+        module, _, name = class_path.rpartition(".")
+        hints = typing.get_type_hints(getattr(importlib.import_module(module), name).__init__)
+    except (ImportError, AttributeError, NameError, ValueError):
+        return dict(init_args)
+    is_part = {k: isinstance(t, type) and issubclass(t, Spec) for k, t in hints.items()}
+    return {k: v for k, v in init_args.items() if v is not None or not is_part.get(k, False)}
+
+
 def _checkpoint_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a resolved config needed to rebuild model and data from a checkpoint."""
     return {k: config[k] for k in ("seed_everything", "model", "data") if k in config}
@@ -145,6 +201,9 @@ def _inject_checkpoint_config(argv: list[str]) -> tuple[list[str], bool]:
     config = torch.load(ckpt, map_location="cpu", weights_only=True).get(CONFIG_KEY)
     if not config:
         return argv, False
+    model = config.get("model")
+    if isinstance(model, dict) and isinstance(model.get("init_args"), dict) and "class_path" in model:
+        model["init_args"] = drop_null_parts(model["class_path"], model["init_args"])
     handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="brain2img-ckpt-config-", delete=False)
     with handle:
         yaml.safe_dump(config, handle)
@@ -157,8 +216,14 @@ def _inject_checkpoint_config(argv: list[str]) -> tuple[list[str], bool]:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``brain2img`` console script."""
+    """Entry point of the ``brain2img`` console script: brain2img's own commands (``list`` ...) by name, else
+    LightningCLI (``fit | validate | test | predict``)."""
     argv = list(sys.argv[1:] if args is None else args)
+    if argv and argv[0] in commands.COMMANDS:
+        status = commands.run(argv[0], argv[1:])
+        if status:
+            raise SystemExit(status)
+        return
     new_argv, from_ckpt = _inject_checkpoint_config(argv)
     Brain2ImgCLI(new_argv if (from_ckpt or args is not None) else None, config_from_ckpt=from_ckpt)
 

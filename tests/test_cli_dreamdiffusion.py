@@ -8,9 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import yaml
-
 from brain2img.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,19 +38,7 @@ def _finetune_args(tmp_path: Path, cache_dir: str, encoder_checkpoint: str | Non
             f"--data.init_args.cache_dir={cache_dir}", f"--trainer.logger.init_args.save_dir={tmp_path / 'runs'}"]
 
 
-@pytest.mark.parametrize(("name", "method"), [("pretrain_simulated.yaml", "MaskedSignalPretraining"),
-                                              ("finetune_simulated.yaml", "DreamDiffusion"),
-                                              ("pretrain_raw_eeg.yaml", "MaskedSignalPretraining"),
-                                              ("pretrain_eeg_imagenet.yaml", "MaskedSignalPretraining"),
-                                              ("finetune_eeg_imagenet.yaml", "DreamDiffusion")])
-def test_configs_print(name, method, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["fit", "--config", str(CONF / name), "--print_config"])
-    assert exc.value.code == 0
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["model"]["class_path"] == f"brain2img.methods.{method}"
-    if method == "MaskedSignalPretraining":
-        assert printed["model"]["init_args"]["mask_ratio"] == 0.75  # the paper's ratio, not the code's 0.1
+# both simulated configs and the EEG-ImageNet / raw-EEG ones resolving (--print_config): tests/test_configs.py
 
 
 def test_pretrain_config_fast_dev_run(tmp_path, cache_dir):

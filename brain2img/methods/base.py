@@ -11,6 +11,7 @@ from brain2img.data import schema
 from brain2img.encoders.image_features import EfficientNetLite0Features
 from brain2img.metrics import ReconstructionMetrics
 from brain2img.metrics.classifiers import build_feature_net
+from brain2img.specs import MetricsSpec
 
 
 def check_brain_batch(brain: torch.Tensor, brain_shape: tuple[int, ...], owner: str) -> None:
@@ -38,16 +39,18 @@ class ReconstructionMethod(L.LightningModule):
     Args:
         brain_shape: shape of one brain sample, ``(n_voxels,)`` or ``(n_channels, n_times)``; linked from the
             datamodule by the CLI and stored in checkpoints, so data of another shape is refused.
-        metrics: keyword arguments of :class:`~brain2img.metrics.ReconstructionMetrics`, plus ``classifier``: the
-            feature net's settings for :func:`~brain2img.metrics.classifiers.build_feature_net` (default: the
-            method's EfficientNet-Lite0 image encoder, or a fresh one).
+        metrics: :class:`~brain2img.specs.MetricsSpec` (or a dict of its fields, or ``None``): the keyword arguments
+            of :class:`~brain2img.metrics.ReconstructionMetrics`, plus ``classifier``: the feature net's settings for
+            :func:`~brain2img.metrics.classifiers.build_feature_net` (``kind: null``, the default: the method's
+            EfficientNet-Lite0 image encoder, or a fresh one).
         seed: seed of the sampling noise at test/predict time (same seed, same images).
     """
 
-    def __init__(self, brain_shape: tuple[int, ...], metrics: dict[str, Any] | None = None, seed: int = 0) -> None:
+    def __init__(self, brain_shape: tuple[int, ...], metrics: MetricsSpec | dict[str, Any] | None = None,
+                 seed: int = 0) -> None:
         super().__init__()
         self.brain_shape = tuple(int(s) for s in brain_shape)
-        self.metric_kwargs = dict(metrics or {})
+        self.metric_kwargs = MetricsSpec.coerce(metrics).to_dict()
         self.seed = seed
         self.test_metrics: ReconstructionMetrics | None = None
 

@@ -15,8 +15,6 @@ embedding, so with little data this path reuses what it learned (documented in e
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,6 +29,16 @@ from brain2img.methods.base import ReconstructionMethod
 from brain2img.methods.eeg_pretrain import build_eeg_config, load_pretrained_encoder
 from brain2img.methods.trainable import select_trainable, unet_cross_attention
 from brain2img.metrics.linear_probe import LinearProbeAccuracy, fit_linear_probe
+from brain2img.specs import (
+    DEFAULT_IMAGE_ENCODER,
+    DEFAULT_METRICS,
+    TINY_BACKBONE,
+    TINY_EEG_ENCODER,
+    BackboneSpec,
+    EEGEncoderSpec,
+    ImageEncoderSpec,
+    MetricsSpec,
+)
 
 CONDITIONING = ("tokens", "embedding")
 SELECT = ("first", "best_clip")
@@ -47,12 +55,14 @@ class DreamDiffusion(ReconstructionMethod):
 
     Args:
         brain_shape: ``(n_channels, n_times)`` (linked from the datamodule).
-        backbone: :func:`~brain2img.diffusion.presets.build_backbone` settings (``tiny_simulated`` offline,
-            ``sd`` with a local SD 1.5 folder for the paper).
-        encoder: EEG encoder ``preset`` (``tiny`` / ``paper``) plus field overrides; must match the pre-trained one.
+        backbone: :class:`~brain2img.specs.BackboneSpec` (:func:`~brain2img.diffusion.presets.build_backbone`
+            settings: ``tiny_simulated`` offline, ``sd`` with a local SD 1.5 folder for the paper).
+        encoder: :class:`~brain2img.specs.EEGEncoderSpec`: EEG encoder ``preset`` (``tiny`` / ``paper``) plus field
+            overrides (channels and times from the data); must match the pre-trained one.
         encoder_checkpoint: a :class:`~brain2img.methods.eeg_pretrain.MaskedSignalPretraining` checkpoint to start
             from (``None``: random initialisation, the "no pre-training" ablation). Loaded when fitting starts.
-        image_encoder: encoder in the CLIP role: ``kind`` (``efficientnet_lite0`` or ``hf_clip``) and ``path``.
+        image_encoder: :class:`~brain2img.specs.ImageEncoderSpec`: encoder in the CLIP role: ``kind``
+            (``efficientnet_lite0`` or ``hf_clip``) and ``path``.
         conditioning: ``tokens`` (reference) or ``embedding`` (through the backbone's conditioner).
         time_condition: add DreamDiffusion's token -> timestep-embedding condition when the UNet has none (a UNet
             with a ``projection`` class embedding, like the tiny generator's, already has one).
@@ -73,17 +83,19 @@ class DreamDiffusion(ReconstructionMethod):
             sample's image embedding and the EEG's projected embedding: best-of-k).
         linear_probe: at test time, fit a logistic-regression probe on training-split encoder embeddings and report
             its class accuracy on the test split (``test/linear_probe_acc``).
-        metrics: :class:`~brain2img.metrics.ReconstructionMetrics` settings.
+        metrics: :class:`~brain2img.specs.MetricsSpec`: the test metrics' settings.
         seed: seed of the sampling noise.
+
+    Each part may also be given as a dict of its fields; it is stored in the hyperparameters as plain data.
     """
 
     def __init__(
         self,
         brain_shape: tuple[int, ...] = (32, 64),
-        backbone: dict[str, Any] | None = None,
-        encoder: dict[str, Any] | None = None,
+        backbone: BackboneSpec = TINY_BACKBONE,
+        encoder: EEGEncoderSpec = TINY_EEG_ENCODER,
         encoder_checkpoint: str | None = None,
-        image_encoder: dict[str, Any] | None = None,
+        image_encoder: ImageEncoderSpec = DEFAULT_IMAGE_ENCODER,
         conditioning: str = "tokens",
         time_condition: bool = True,
         clip_weight: float = 1.0,
@@ -98,9 +110,14 @@ class DreamDiffusion(ReconstructionMethod):
         num_samples: int = 1,
         select: str = "first",
         linear_probe: bool = True,
-        metrics: dict[str, Any] | None = None,
+        metrics: MetricsSpec = DEFAULT_METRICS,
         seed: int = 0,
     ) -> None:
+        # plain data before save_hyperparameters: checkpoints hold no spec classes (torch.load(weights_only=True))
+        backbone = BackboneSpec.coerce(backbone).to_dict()
+        encoder = EEGEncoderSpec.coerce(encoder).to_dict()
+        image_encoder = ImageEncoderSpec.coerce(image_encoder).to_dict()
+        metrics = MetricsSpec.coerce(metrics).to_dict()
         super().__init__(brain_shape, metrics, seed)
         self.save_hyperparameters()
         if conditioning not in CONDITIONING:

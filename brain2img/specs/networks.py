@@ -1,0 +1,43 @@
+"""Specs of the preset-sized networks: MindEye's ``network``, ``prior`` and ``low_level``, the EEG ``encoder``.
+
+Each is made by :func:`~brain2img.presets.preset_spec` from its config dataclass: ``preset`` plus every config field
+as an optional override, except the fields the method sets from the data and the image encoder.
+"""
+
+from __future__ import annotations
+
+from brain2img.diffusion.prior import PRIOR_PRESETS, PriorConfig
+from brain2img.encoders.eeg_mae import EEG_MAE_PRESETS, EEGMAEConfig
+from brain2img.encoders.mindeye import LOW_LEVEL_PRESETS, MINDEYE_PRESETS, LowLevelConfig, MindEyeConfig
+from brain2img.presets import preset_spec
+
+OVERRIDES = "Every field but preset is an override of the preset's value (null: keep it)."
+
+NetworkSpec = preset_spec(
+    "NetworkSpec", MindEyeConfig, MINDEYE_PRESETS, module=__name__, owner="model.network",
+    summary=f"MindEye's BrainNetwork (voxels -> backbone tokens + projector tokens). {OVERRIDES}",
+    preset_doc="paper (MindEye1 subject 1: h 4096, 4 blocks) or tiny (h 64, 1 block).",
+    fixed={"n_voxels": "brain_shape, from the data", "clip_tokens": "the image encoder's tokens",
+           "clip_dim": "the image encoder's token width"})
+
+PriorSpec = preset_spec(
+    "PriorSpec", PriorConfig, PRIOR_PRESETS, module=__name__, owner="model.prior", can_be_off=True,
+    summary=f"MindEye's diffusion prior (backbone tokens -> image tokens); preset null: no prior. {OVERRIDES}",
+    preset_doc="paper (MindEye1: depth 6, 12 heads of 64), tiny, or null: no prior (reconstruction conditions on the "
+               "projector's tokens; the default).",
+    fixed={"dim": "the image encoder's token width", "num_tokens": "the image encoder's tokens"})
+
+LowLevelSpec = preset_spec(
+    "LowLevelSpec", LowLevelConfig, LOW_LEVEL_PRESETS, module=__name__, owner="model.low_level", can_be_off=True,
+    summary=f"MindEye's low-level branch (voxels -> VAE latent, the img2img start); preset null: none. {OVERRIDES}",
+    preset_doc="paper (MindEye1's Voxel2StableDiffusionModel, 4 x 64 x 64 latent), tiny, or null: no low-level "
+               "branch (reconstruction from noise; the default).",
+    fixed={"n_voxels": "brain_shape, from the data", "latent_shape": "the backbone's VAE latent shape"})
+
+EEGEncoderSpec = preset_spec(
+    "EEGEncoderSpec", EEGMAEConfig, EEG_MAE_PRESETS, module=__name__, owner="model.encoder",
+    summary=f"The EEG encoder (and, in pre-training, its masked-autoencoder decoder). {OVERRIDES}",
+    preset_doc="paper (DreamDiffusion: width 1024, 24 blocks) or tiny (width 64, 2 blocks); fine-tuning must use the "
+               "sizes of the pre-trained encoder.",
+    fixed={"n_channels": "brain_shape, from the data", "n_times": "brain_shape, from the data",
+           "mask_ratio": "the method's mask_ratio (MaskedSignalPretraining; fine-tuning masks nothing)"})
