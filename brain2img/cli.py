@@ -76,6 +76,8 @@ class Brain2ImgCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Link data shapes into the model and add brain2img's own options."""
         parser.link_arguments("data.brain_shape", "model.init_args.brain_shape", apply_on="instantiate")
+        # methods that read named ROIs (the Osaka method's z_roi / c_roi); skipped for methods without the argument
+        parser.link_arguments("data.roi_columns", "model.init_args.roi_columns", apply_on="instantiate")
         parser.add_argument("--test_after_fit", type=bool, default=True, help="fit: run test on the fitted model.")
         parser.add_argument("--output_dir", type=str | None, default=None,
                             help="predict: folder for PNGs, embeddings and manifest (default: <run dir>/predictions).")

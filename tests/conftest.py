@@ -19,3 +19,22 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 def cache_dir(tmp_path_factory) -> str:
     """One cache folder per test session, shared by tests that build the same simulated data."""
     return str(tmp_path_factory.mktemp("brain2img-cache"))
+
+
+@pytest.fixture(scope="module")
+def nsd_stimuli(tmp_path_factory):
+    """One real-size NSD imgBrick per test module: ``(path, images)`` (see :func:`tests.builders.nsd.write_stimuli`)."""
+    from tests.builders.nsd import write_stimuli
+
+    return write_stimuli(tmp_path_factory.mktemp("nsd-stimuli"))
+
+
+@pytest.fixture(scope="module")
+def edf_dir():
+    """The real EDF/BDF recordings that ship inside the pyedflib wheel (a dev dependency)."""
+    from tests.builders.raw_eeg import pyedflib_recordings
+
+    folder = pyedflib_recordings()
+    if folder is None:
+        pytest.skip("pyedflib (dev dependency) ships the EDF/BDF test recordings")
+    return folder

@@ -6,8 +6,11 @@ from typing import Any
 
 import lightning as L
 import torch
+from torch import nn
 
 from brain2img.data import schema
+from brain2img.diffusion.backbone import LatentDiffusion
+from brain2img.diffusion.simulated import TinySimulatedBackbone
 from brain2img.encoders.image_features import EfficientNetLite0Features
 from brain2img.metrics import ReconstructionMetrics
 from brain2img.metrics.classifiers import build_feature_net
@@ -53,6 +56,10 @@ class ReconstructionMethod(L.LightningModule):
         self.metric_kwargs = MetricsSpec.coerce(metrics).to_dict()
         self.seed = seed
         self.test_metrics: ReconstructionMetrics | None = None
+        self._val_emb: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # the parts every method declares (a subclass assigns the modules; None: the method has no such part)
+        self.backbone: LatentDiffusion | None = None  # the shared latent-diffusion generator
+        self.image_encoder: nn.Module | None = None  # the image encoder the generator is conditioned on / metrics use
 
     # ------------------------------------------------------------------ to implement
     def embed(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -77,7 +84,7 @@ class ReconstructionMethod(L.LightningModule):
         """When fitting from scratch (not resuming), train or load a backbone that needs its datamodule's stimuli
         (``tiny_simulated``), with the method's ``image_encoder`` as its condition. Returns whether it did."""
         trainer = self._trainer
-        if trainer is None or trainer.ckpt_path is not None or not hasattr(self.backbone, "prepare"):
+        if trainer is None or trainer.ckpt_path is not None or not isinstance(self.backbone, TinySimulatedBackbone):
             return False
         if trainer.datamodule is None:
             return False
@@ -96,7 +103,7 @@ class ReconstructionMethod(L.LightningModule):
         """Log retrieval top-1 among this rank's validation samples, the model-selection scores of methods that
         collect embeddings: ``val/retrieval_top1`` (brain -> image), ``val/retrieval_top1_image_to_brain`` and
         ``val/retrieval_top1_both`` (their mean)."""
-        if not getattr(self, "_val_emb", None):
+        if not self._val_emb:
             return
         brain = torch.nn.functional.normalize(torch.cat([b for b, _ in self._val_emb]), dim=1)
         image = torch.nn.functional.normalize(torch.cat([i for _, i in self._val_emb]), dim=1)
@@ -116,7 +123,7 @@ class ReconstructionMethod(L.LightningModule):
         if classifier is not None:  # e.g. {"kind": "torchvision", "name": "vit_h_14", "weights_path": ...}
             feature_net = build_feature_net(**classifier)
         else:
-            feature_net = getattr(self, "image_encoder", None)
+            feature_net = self.image_encoder
             if not isinstance(feature_net, EfficientNetLite0Features):
                 feature_net = None  # e.g. a CLIP encoder: no ImageNet logits; the metrics build their own classifier
         self.test_metrics = ReconstructionMetrics(feature_net=feature_net, **kwargs).to(self.device)

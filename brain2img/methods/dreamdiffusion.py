@@ -21,12 +21,14 @@ from torch import nn
 
 from brain2img.augment import check_crop, random_crop_resize
 from brain2img.data import schema
+from brain2img.diffusion.candidates import best_of_k, sample_candidates
 from brain2img.diffusion.presets import build_backbone
 from brain2img.diffusion.token_maps import TokenMapper, TokenPooler, TokenTimeCondition
 from brain2img.encoders.clip_image import build_image_encoder
 from brain2img.encoders.eeg_mae import EEGEncoder
 from brain2img.methods.base import ReconstructionMethod
-from brain2img.methods.eeg_pretrain import build_eeg_config, load_pretrained_encoder
+from brain2img.methods.eeg_pretrain import ENCODER_PREFIX
+from brain2img.methods.targets import StimulusCache
 from brain2img.methods.trainable import select_trainable, unet_cross_attention
 from brain2img.metrics.linear_probe import LinearProbeAccuracy, fit_linear_probe
 from brain2img.specs import (
@@ -38,7 +40,9 @@ from brain2img.specs import (
     EEGEncoderSpec,
     ImageEncoderSpec,
     MetricsSpec,
+    eeg_encoder_config,
 )
+from brain2img.weights import load_by_prefix
 
 CONDITIONING = ("tokens", "embedding")
 SELECT = ("first", "best_clip")
@@ -127,7 +131,7 @@ class DreamDiffusion(ReconstructionMethod):
             raise ValueError(f"need select in {SELECT} and num_samples >= 1, got {select!r}, {num_samples}")
         self.backbone = build_backbone(**(backbone or {"preset": "tiny"}))
         self.image_encoder = build_image_encoder(**(image_encoder or {}))
-        self.eeg_config = build_eeg_config(self.brain_shape, encoder)
+        self.eeg_config = eeg_encoder_config(self.brain_shape, encoder)
         self.encoder = EEGEncoder(self.eeg_config)
         n_in, width = self.eeg_config.n_tokens, self.eeg_config.embed_dim
         n_tok, tok_dim = self.backbone.conditioner.n_tokens, self.backbone.conditioner.token_dim
@@ -141,7 +145,7 @@ class DreamDiffusion(ReconstructionMethod):
         if time_condition and unet.class_embedding is None:
             unet.class_embedding = TokenTimeCondition(n_tok, tok_dim, unet.time_embedding.linear_2.out_features)
         self.n_trainable = select_trainable(self, self._groups(), list(trainable))
-        self._clip_cache: dict[int, torch.Tensor] = {}
+        self._clip_cache = StimulusCache(lambda images, ids: (self._clip_embed(images),))
         self.probe_metric: LinearProbeAccuracy | None = None
 
     def _groups(self) -> dict[str, list[nn.Module]]:
@@ -160,8 +164,11 @@ class DreamDiffusion(ReconstructionMethod):
         if self.prepare_generator():
             select_trainable(self, self._groups(), list(self.hparams.trainable))  # prepare froze the backbone
         if self.hparams.encoder_checkpoint:
-            pretrained = load_pretrained_encoder(self.hparams.encoder_checkpoint, self.eeg_config)
-            self.encoder.load_state_dict(pretrained.state_dict())
+            c = self.eeg_config
+            load_by_prefix(self.encoder, self.hparams.encoder_checkpoint, ENCODER_PREFIX,
+                           f"a pre-trained EEG encoder (MaskedSignalPretraining) for {c.n_channels} channels x "
+                           f"{c.n_times} times, width {c.embed_dim}, depth {c.depth} (model.encoder_checkpoint)",
+                           ignore_missing=("mask_token",))  # the encoder's unused reference mask token
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """AdamW over the trainable groups, constant learning rate (the reference)."""
@@ -188,16 +195,12 @@ class DreamDiffusion(ReconstructionMethod):
             return self.cond_stage(hidden)
         return self.backbone.condition(self.clip_projection(hidden) if clip_emb is None else clip_emb)
 
-    @torch.no_grad()
     def image_embedding(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """CLIP-role embedding of the stimuli, cached by stimulus id (each image is encoded once per run)."""
-        ids = [int(i) for i in batch[schema.STIMULUS_ID]]
-        missing = [k for k, i in enumerate(ids) if i not in self._clip_cache]
-        if missing:
-            emb = self.image_encoder(batch[schema.IMAGE][missing])["pooled"].float()
-            for row, k in enumerate(missing):
-                self._clip_cache[ids[k]] = emb[row]
-        return torch.stack([self._clip_cache[i] for i in ids])
+        return self._clip_cache(batch)[0]
+
+    def _clip_embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.image_encoder(images)["pooled"].float()
 
     def losses(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
                ) -> dict[str, torch.Tensor]:
@@ -244,18 +247,13 @@ class DreamDiffusion(ReconstructionMethod):
         hidden = self.encode_brain(batch)
         clip_pred = self.clip_projection(hidden)
         tokens = self.condition_tokens(hidden, clip_pred)
-        samples = []
-        for _ in range(self.hparams.num_samples):
-            latents = self.backbone.sample(tokens, guidance_scale=self.hparams.guidance_scale,
-                                           num_inference_steps=self.hparams.num_inference_steps,
-                                           scheduler=self.hparams.scheduler, generator=generator)
-            samples.append(self.backbone.decode_latents(latents))
-        if self.hparams.select == "first" or len(samples) == 1:
+        samples = sample_candidates(self.backbone, tokens, self.hparams.num_samples,
+                                    guidance_scale=self.hparams.guidance_scale,
+                                    num_inference_steps=self.hparams.num_inference_steps,
+                                    scheduler=self.hparams.scheduler, generator=generator)
+        if self.hparams.select == "first":
             return samples[0]
-        stacked = torch.stack(samples, dim=1)  # (B, k, 3, H, W)
-        emb = self.image_encoder(stacked.flatten(0, 1))["pooled"].float().view(len(hidden), len(samples), -1)
-        best = F.cosine_similarity(emb, clip_pred.float()[:, None], dim=-1).argmax(dim=1)
-        return stacked[torch.arange(len(best), device=best.device), best]
+        return best_of_k(samples, self._clip_embed, clip_pred)
 
     # ------------------------------------------------------------------ linear probe
     @torch.no_grad()

@@ -4,23 +4,23 @@ Random temporal tokens of each EEG window are masked (ratio 0.75 by default, the
 default 0.1 is a config value) and an MAE decoder reconstructs them; the loss is the MSE on masked tokens only.
 Training follows the reference recipe: AdamW betas (0.9, 0.95), weight decay 0.05 except biases / norms / tokens,
 per-step linear warm-up then half-cosine decay to zero, gradient clipping 0.8 (set on the trainer).
-The encoder (``mae.encoder``) is what fine-tuning loads: see :func:`load_pretrained_encoder`.
+The encoder (``mae.encoder``, keys under :data:`ENCODER_PREFIX`) is what fine-tuning loads
+(:func:`brain2img.weights.load_by_prefix`).
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 
 from brain2img.data import schema
-from brain2img.encoders.eeg_mae import EEGEncoder, EEGMAEConfig, MaskedEEGAutoencoder
+from brain2img.encoders.eeg_mae import MaskedEEGAutoencoder
 from brain2img.methods.base import check_brain_batch
 from brain2img.optim import decay_groups, warmup_cosine_scheduler
-from brain2img.specs import TINY_EEG_ENCODER, EEGEncoderSpec
+from brain2img.specs import TINY_EEG_ENCODER, EEGEncoderSpec, eeg_encoder_config
 
 ENCODER_PREFIX = "mae.encoder."
 
@@ -58,7 +58,7 @@ class MaskedSignalPretraining(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.brain_shape = tuple(int(s) for s in brain_shape)
-        self.config = build_eeg_config(self.brain_shape, encoder, mask_ratio=mask_ratio)
+        self.config = eeg_encoder_config(self.brain_shape, encoder, mask_ratio=mask_ratio)
         self.mae = MaskedEEGAutoencoder(self.config)
 
     def _brain(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -87,46 +87,3 @@ class MaskedSignalPretraining(L.LightningModule):
         warmup = int(math.ceil(self.hparams.warmup_fraction * total))
         sched = warmup_cosine_scheduler(opt, warmup, total, self.hparams.min_lr_ratio)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def build_eeg_config(brain_shape: tuple[int, ...], encoder: EEGEncoderSpec | dict[str, Any] | None,
-                     **extra: Any) -> EEGMAEConfig:
-    """The encoder config for EEG windows of ``brain_shape``: a preset with overrides, sized to the data; ``extra``
-    are the other fields the method sets (``mask_ratio``)."""
-    if len(brain_shape) != 2:
-        raise ValueError(f"EEG models need brain_shape (n_channels, n_times), got {tuple(brain_shape)}: is the "
-                         "datamodule an EEG one (data.modality)?")
-    return EEGEncoderSpec.coerce(encoder).config(**extra, n_channels=brain_shape[0], n_times=brain_shape[1])
-
-
-def load_pretrained_encoder(path: str | Path, config: EEGMAEConfig) -> EEGEncoder:
-    """Build an :class:`EEGEncoder` for ``config`` and load it from a :class:`MaskedSignalPretraining` checkpoint.
-
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the checkpoint holds no pre-trained encoder, or one of another size / channel count.
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"pre-trained encoder checkpoint '{path}' not found (model.encoder_checkpoint); "
-                                "run `brain2img fit --config conf/dreamdiffusion/pretrain_simulated.yaml` first")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    state = ckpt.get("state_dict", ckpt)
-    enc_state = {k[len(ENCODER_PREFIX):]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
-    if not enc_state:
-        raise ValueError(f"checkpoint '{path}' holds no pre-trained EEG encoder (no '{ENCODER_PREFIX}*' weights): "
-                         "expected a MaskedSignalPretraining checkpoint")
-    saved = ckpt.get("hyper_parameters", {})
-    encoder = EEGEncoder(config)
-    own = encoder.state_dict()
-    wrong = {k: (tuple(v.shape), tuple(own[k].shape)) for k, v in enc_state.items()
-             if k in own and v.shape != own[k].shape}
-    missing = sorted(set(own) - set(enc_state) - {"mask_token"})  # the encoder's unused reference mask token
-    if wrong or missing:
-        detail = "; ".join(f"{k}: checkpoint {a} vs model {b}" for k, (a, b) in list(wrong.items())[:4])
-        raise ValueError(f"checkpoint '{path}' (brain_shape {saved.get('brain_shape')}, encoder "
-                         f"{saved.get('encoder')}) does not fit the encoder for ({config.n_channels} channels, "
-                         f"{config.n_times} times, width {config.embed_dim}, depth {config.depth}): {detail}"
-                         f"{' missing ' + ', '.join(missing[:4]) if missing else ''}")
-    encoder.load_state_dict(enc_state, strict=True)
-    return encoder

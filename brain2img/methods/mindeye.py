@@ -23,12 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from brain2img.data import schema
+from brain2img.diffusion.candidates import best_of_k, sample_candidates
 from brain2img.diffusion.presets import build_backbone
 from brain2img.diffusion.prior import DiffusionPrior
 from brain2img.encoders.image_tokens import EfficientNetTokens, build_token_encoder, cls_normalize
 from brain2img.encoders.mindeye import BrainNetwork, LowLevelBranch
 from brain2img.losses import mixco, mixco_nce, soft_clip_loss
 from brain2img.methods.base import ReconstructionMethod
+from brain2img.methods.targets import StimulusCache
 from brain2img.optim import decay_groups
 from brain2img.schedules import bimixco_epochs, make_onecycle, softclip_temperatures
 from brain2img.specs import (
@@ -153,7 +155,7 @@ class MindEye(ReconstructionMethod):
                 low_spec.config(n_voxels=n_vox, latent_shape=self.backbone.latent_shape))
         self.backbone.requires_grad_(False)
         self.token_encoder.requires_grad_(False)
-        self._targets: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._targets = StimulusCache(self._compute_targets)
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
@@ -183,19 +185,13 @@ class MindEye(ReconstructionMethod):
         self.check_brain(batch[schema.BRAIN])
         return batch[schema.BRAIN].flatten(1)
 
-    @torch.no_grad()
     def targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Image tokens ``(B, T, D)`` and VAE latents ``(B, C, h, w)`` of the stimuli, cached by stimulus id."""
-        ids = [int(i) for i in batch[schema.STIMULUS_ID]]
-        missing = [k for k, i in enumerate(ids) if i not in self._targets]
-        if missing:
-            images = batch[schema.IMAGE][missing]
-            tokens = self.token_encoder(images).float()
-            latents = self.backbone.encode_images(images).float()
-            for row, k in enumerate(missing):
-                self._targets[ids[k]] = (tokens[row], latents[row])
-        tokens, latents = zip(*(self._targets[i] for i in ids), strict=True)
-        return torch.stack(tokens), torch.stack(latents)
+        tokens, latents = self._targets(batch)
+        return tokens, latents
+
+    def _compute_targets(self, images: torch.Tensor, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.token_encoder(images).float(), self.backbone.encode_images(images).float()
 
     def _epoch_loss(self, backbone_tokens: torch.Tensor, proj: torch.Tensor, target: torch.Tensor,
                     mix: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
@@ -278,17 +274,9 @@ class MindEye(ReconstructionMethod):
         image_tokens = cls_normalize(image_tokens.float())  # as the reference, each sample by its own CLS norm
         cond = self.backbone.condition(image_tokens if self.condition_on == "tokens" else image_tokens[:, 0])
         init = self.low_level(x).float() if self.low_level is not None else None
-        candidates = []
-        for _ in range(self.hparams.num_samples):
-            latents = self.backbone.sample(cond, guidance_scale=self.hparams.guidance_scale,
-                                           scheduler=self.hparams.scheduler, generator=generator, init_latents=init,
-                                           num_inference_steps=self.hparams.num_inference_steps,
-                                           strength=self.hparams.strength)
-            candidates.append(self.backbone.decode_latents(latents))
-        if len(candidates) == 1:
-            return candidates[0]
-        stacked = torch.stack(candidates, dim=1)  # (B, k, 3, H, W)
-        cand_tokens = self.token_encoder(stacked.flatten(0, 1)).flatten(1).view(len(x), len(candidates), -1)
-        best = F.cosine_similarity(cand_tokens, proj.flatten(1)[:, None].float(), dim=-1).argmax(dim=1)
-        return stacked[torch.arange(len(best), device=best.device), best]
-
+        candidates = sample_candidates(self.backbone, cond, self.hparams.num_samples,
+                                       guidance_scale=self.hparams.guidance_scale, scheduler=self.hparams.scheduler,
+                                       generator=generator, init_latents=init,
+                                       num_inference_steps=self.hparams.num_inference_steps,
+                                       strength=self.hparams.strength)
+        return best_of_k(candidates, self.token_encoder, proj)

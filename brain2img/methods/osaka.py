@@ -7,10 +7,9 @@ UNet (DDIM, classifier-free guidance). The reference fits with himalaya's RidgeC
 1e-6 ... 1); here the fit is exact from sufficient statistics accumulated over one pass of the training set and
 all-reduced across DDP ranks and nodes, so any number of GPUs gives the single-process solution.
 
-As the reference, each ridge may read its own ROI: ``z_columns``/``c_columns`` select columns of the (flattened)
-brain vector, e.g. ``early`` for z and ``ventral`` for c from an NSD vector of ``roi=[early, ventral]`` (the columns
-come from :attr:`brain2img.data.nsd.NSDDataModule.roi_columns`; see
-:func:`brain2img.data.nsd.write_roi_columns_config`). They are hyperparameters, so checkpoints rebuild the same model.
+As the reference, each ridge may read its own ROI: ``z_roi: early`` and ``c_roi: ventral`` from an NSD vector of
+``roi=[early, ventral]`` (the CLI links the datamodule's ``roi_columns`` into the model), or explicit
+``z_columns``/``c_columns``. They are hyperparameters, so checkpoints rebuild the same model.
 """
 
 from __future__ import annotations
@@ -50,8 +49,13 @@ class OsakaMethod(ReconstructionMethod):
         num_inference_steps: DDIM steps (reference 50).
         metrics: :class:`~brain2img.specs.MetricsSpec`: the test metrics' settings.
         seed: seed of the sampling noise.
-        z_columns: columns of the flattened brain vector that the ridge to z reads (``None``: all).
-        c_columns: columns of the flattened brain vector that the ridge to c reads (``None``: all).
+        z_columns: columns of the flattened brain vector that the ridge to z reads (``None``: all, or ``z_roi``).
+        c_columns: columns of the flattened brain vector that the ridge to c reads (``None``: all, or ``c_roi``).
+        z_roi: the ROI (a name in ``roi_columns``) whose columns the ridge to z reads (reference: ``early``).
+        c_roi: the ROI whose columns the ridge to c reads (reference: ``ventral``).
+        roi_columns: ROI name -> columns of the brain vector; linked by the CLI from the datamodule
+            (``data.roi_columns``, e.g. :attr:`brain2img.data.nsd.NSDDataModule.roi_columns`), so it is stored in
+            the checkpoint with the other hyperparameters.
         captions: :class:`~brain2img.specs.CaptionsSpec`. Off (the default: no caption source, or ``None`` from
             Python): c is the image embedding. With a source, c is the mean text embedding of the image's COCO
             captions (the reference on NSD), with :class:`~brain2img.methods.targets.CaptionCondition` settings:
@@ -66,7 +70,8 @@ class OsakaMethod(ReconstructionMethod):
     the hyperparameters as plain data (``to_dict()``).
 
     Raises:
-        ValueError: ``z_columns``/``c_columns`` empty, with repeated indices or indices outside the brain vector.
+        ValueError: ``z_columns``/``c_columns`` empty, with repeated indices or indices outside the brain vector;
+            ``z_roi``/``c_roi`` together with columns, or naming a ROI the data does not have.
     """
 
     def __init__(
@@ -87,6 +92,9 @@ class OsakaMethod(ReconstructionMethod):
         c_columns: list[int] | None = None,
         captions: CaptionsSpec = NO_CAPTIONS,
         ridge_dtype: str = "float64",
+        z_roi: str | None = None,
+        c_roi: str | None = None,
+        roi_columns: dict[str, list[int]] | None = None,
     ) -> None:
         # plain data before save_hyperparameters: checkpoints hold no spec classes (torch.load(weights_only=True))
         backbone = BackboneSpec.coerce(backbone).to_dict()
@@ -100,8 +108,8 @@ class OsakaMethod(ReconstructionMethod):
         condition = ImageCondition(self.image_encoder) if captions is None else self._caption_condition(captions)
         self.targets = StimulusTargets(self.backbone, condition)
         n_in = math.prod(self.brain_shape)
-        z_index = check_columns(z_columns, n_in, "z_columns")
-        c_index = check_columns(c_columns, n_in, "c_columns")
+        z_index = check_columns(roi_or_columns(z_roi, z_columns, roi_columns, "z"), n_in, "z_columns")
+        c_index = check_columns(roi_or_columns(c_roi, c_columns, roi_columns, "c"), n_in, "c_columns")
         self.z_index: torch.Tensor | None
         self.c_index: torch.Tensor | None
         self.register_buffer("z_index", z_index, persistent=False)  # rebuilt from the hyperparameters
@@ -210,6 +218,24 @@ class OsakaMethod(ReconstructionMethod):
     @staticmethod
     def _select(x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
         return x if index is None else x.index_select(1, index)
+
+
+def roi_or_columns(roi: str | None, columns: list[int] | None, roi_columns: dict[str, list[int]] | None,
+                   target: str) -> list[int] | None:
+    """The columns a ridge reads: those of ``roi`` in ``roi_columns``, or ``columns`` as given.
+
+    Raises:
+        ValueError: both a ROI and columns, or a ROI the data does not name (the names it has are listed).
+    """
+    if roi is None:
+        return columns
+    if columns is not None:
+        raise ValueError(f"OsakaMethod: give {target}_roi or {target}_columns, not both ({target}_roi={roi!r})")
+    if not roi_columns or roi not in roi_columns:
+        have = sorted(roi_columns or {})
+        raise ValueError(f"OsakaMethod: {target}_roi={roi!r} is not a ROI of the data: it names {have or 'none'} "
+                         "(data.roi_columns; for NSD add it to data.roi)")
+    return list(roi_columns[roi])
 
 
 def check_columns(columns: list[int] | None, n_in: int, name: str) -> torch.Tensor | None:

@@ -66,11 +66,42 @@ class CaptionCondition:
         return self.embedder(self.captions(ids)).flatten(1)
 
 
-class StimulusTargets(nn.Module):
-    """Compute ``(z, c)`` for the images of a batch, caching them by stimulus id.
+class StimulusCache:
+    """Targets of a stimulus (a VAE latent, an image embedding, image tokens ...), computed once per stimulus id.
 
-    Every repetition of a stimulus has the same targets, so each unique image goes through the VAE and the condition
-    source once per run, however many trials show it. The cache holds no parameters and is not saved.
+    Every repetition of an image has the same targets, so each unique image of a run goes through the frozen
+    encoders once, however many trials show it. The cache holds no parameters and is never saved. Every method's
+    per-stimulus targets go through it.
+
+    Args:
+        compute: ``(images (n, 3, H, W), stimulus ids) -> tuple of tensors (n, ...)`` for the images not cached yet.
+    """
+
+    def __init__(self, compute: Callable[[torch.Tensor, list[int]], tuple[torch.Tensor, ...]]) -> None:
+        self.compute = compute
+        self._store: dict[int, tuple[torch.Tensor, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def clear(self) -> None:
+        """Forget cached targets (e.g. after an encoder's weights changed)."""
+        self._store.clear()
+
+    @torch.no_grad()
+    def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """The targets of the batch's stimuli, stacked in batch order: one tensor ``(B, ...)`` per target."""
+        ids = [int(i) for i in batch[schema.STIMULUS_ID]]
+        missing = [k for k, i in enumerate(ids) if i not in self._store]
+        if missing:
+            values = self.compute(batch[schema.IMAGE][missing], [ids[k] for k in missing])
+            for row, k in enumerate(missing):
+                self._store[ids[k]] = tuple(v[row].detach() for v in values)
+        return tuple(torch.stack(column) for column in zip(*(self._store[i] for i in ids), strict=True))
+
+
+class StimulusTargets(StimulusCache):
+    """The Osaka method's targets ``z (B, prod(latent_shape))`` and ``c (B, d)`` of a batch, cached by stimulus id.
 
     Args:
         backbone: the latent-diffusion backbone (``encode_images`` gives z).
@@ -78,25 +109,4 @@ class StimulusTargets(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, condition: ConditionSource) -> None:
-        super().__init__()
-        self._modules_ref = (backbone, condition)  # not registered: owned by the method
-        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def clear(self) -> None:
-        """Forget cached targets (e.g. after the backbone's weights changed)."""
-        self._cache.clear()
-
-    @torch.no_grad()
-    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``z (B, prod(latent_shape))`` and ``c (B, d)`` for the batch."""
-        backbone, condition = self._modules_ref
-        ids = [int(i) for i in batch[schema.STIMULUS_ID]]
-        missing = [k for k, i in enumerate(ids) if i not in self._cache]
-        if missing:
-            images = batch[schema.IMAGE][missing]
-            z = backbone.encode_images(images).flatten(1)
-            c = condition(images, [ids[k] for k in missing])
-            for row, k in enumerate(missing):
-                self._cache[ids[k]] = (z[row].detach(), c[row].detach())
-        z, c = zip(*(self._cache[i] for i in ids), strict=True)
-        return torch.stack(z), torch.stack(c)
+        super().__init__(lambda images, ids: (backbone.encode_images(images).flatten(1), condition(images, ids)))

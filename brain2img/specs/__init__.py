@@ -15,7 +15,7 @@ caption source is given (the default), ``metrics.classifier`` with ``kind: null`
 
 from brain2img.specs.backbone import BackboneSpec
 from brain2img.specs.metrics import ClassifierSpec, MetricsSpec
-from brain2img.specs.networks import EEGEncoderSpec, LowLevelSpec, NetworkSpec, PriorSpec
+from brain2img.specs.networks import EEGEncoderSpec, LowLevelSpec, NetworkSpec, PriorSpec, eeg_encoder_config
 from brain2img.specs.parts import CaptionsSpec, ImageEncoderSpec, TokenEncoderSpec
 
 # the methods' defaults (frozen, so one shared instance is safe as an argument default)
@@ -33,4 +33,5 @@ __all__ = [
     "DEFAULT_IMAGE_ENCODER", "DEFAULT_METRICS", "DEFAULT_TOKEN_ENCODER", "NO_CAPTIONS", "NO_LOW_LEVEL", "NO_PRIOR",
     "TINY_BACKBONE", "TINY_EEG_ENCODER", "TINY_NETWORK", "BackboneSpec", "CaptionsSpec", "ClassifierSpec",
     "EEGEncoderSpec", "ImageEncoderSpec", "LowLevelSpec", "MetricsSpec", "NetworkSpec", "PriorSpec", "TokenEncoderSpec",
+    "eeg_encoder_config",
 ]

@@ -41,3 +41,16 @@ EEGEncoderSpec = preset_spec(
                "sizes of the pre-trained encoder.",
     fixed={"n_channels": "brain_shape, from the data", "n_times": "brain_shape, from the data",
            "mask_ratio": "the method's mask_ratio (MaskedSignalPretraining; fine-tuning masks nothing)"})
+
+
+def eeg_encoder_config(brain_shape: tuple[int, ...], encoder: object, **extra: object) -> EEGMAEConfig:
+    """The EEG encoder config for windows of ``brain_shape``: the spec's preset with its overrides, sized to the data;
+    ``extra`` are the other fields the method sets (``mask_ratio``).
+
+    Raises:
+        ValueError: ``brain_shape`` is not ``(n_channels, n_times)`` (e.g. an fMRI datamodule).
+    """
+    if len(brain_shape) != 2:
+        raise ValueError(f"EEG models need brain_shape (n_channels, n_times), got {tuple(brain_shape)}: is the "
+                         "datamodule an EEG one (data.modality)?")
+    return EEGEncoderSpec.coerce(encoder).config(**extra, n_channels=brain_shape[0], n_times=brain_shape[1])

@@ -5,7 +5,6 @@ NSD configs parsing without their data."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -19,17 +18,17 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from brain2img.cli import main
-from brain2img.data import nsd_files, schema
-from brain2img.data.nsd import NSDDataModule, write_roi_columns_config
+from brain2img.data import schema
+from brain2img.data.nsd import NSDDataModule
+from brain2img.data.nsd import files as nsd_files
 from brain2img.data.simulated import SimulatedDataModule
 from brain2img.encoders.ridge import StreamingRidgeCV
 from brain2img.methods import OsakaMethod
+from brain2img.specs import CaptionsSpec
+from tests.builders.nsd import TPS, build, mask_volume
+from tests.builders.small import SMALL
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_data_nsd import TPS, build, mask_volume, stimuli  # noqa: E402, F401  (stimuli: fixture)
-from tiny_backbone import SMALL  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LABELS = nsd_files.STREAMS_LABELS
 
 
@@ -46,8 +45,8 @@ def _volumes(tmp_path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("roi", [["early", "ventral"], ["nsdgeneral", "early"]])
-def test_roi_columns_match_the_volumes_and_the_served_betas(tmp_path, stimuli, roi):  # noqa: F811
-    betas = build(tmp_path / "nsd", stimuli)
+def test_roi_columns_match_the_volumes_and_the_served_betas(tmp_path, nsd_stimuli, roi):
+    betas = build(tmp_path / "nsd", nsd_stimuli)
     dm = _nsd(tmp_path, roi, zscore="none")
     cols = dm.roi_columns  # known right after __init__, before any betas are read
     nsdgeneral, streams = _volumes(tmp_path)
@@ -72,24 +71,25 @@ def test_roi_columns_match_the_volumes_and_the_served_betas(tmp_path, stimuli, r
         np.testing.assert_allclose(brain[:, idx], ref, rtol=1e-6)
 
 
-def test_single_roi_columns_are_all_columns(tmp_path, stimuli):  # noqa: F811
-    build(tmp_path / "nsd", stimuli)
+def test_single_roi_columns_are_all_columns(tmp_path, nsd_stimuli):
+    build(tmp_path / "nsd", nsd_stimuli)
     dm = _nsd(tmp_path, "nsdgeneral")
     assert dm.roi_columns == {"nsdgeneral": list(range(int((mask_volume() == 1).sum())))}
 
 
-def test_write_roi_columns_config(tmp_path, stimuli):  # noqa: F811
-    build(tmp_path / "nsd", stimuli)
-    kw = {"root": str(tmp_path / "nsd"), "roi": ["ventral", "early"], "trials_per_session": TPS}
-    out = tmp_path / "cols" / "osaka_columns.yaml"
-    cfg = write_roi_columns_config(out, "early", "ventral", **kw)
-    cols = NSDDataModule(**kw).roi_columns
-    loaded = yaml.safe_load(out.read_text())
-    assert loaded == cfg
-    assert loaded["data"]["init_args"] == {"subject": 1, "roi": ["early", "ventral"]}
-    assert loaded["model"]["init_args"] == {"z_columns": cols["early"], "c_columns": cols["ventral"]}
-    with pytest.raises(ValueError, match="c_roi='lateral'.*'early', 'ventral'"):
-        write_roi_columns_config(out, "early", "lateral", **kw)
+def test_z_roi_and_c_roi_pick_columns_by_name(tmp_path, nsd_stimuli):
+    build(tmp_path / "nsd", nsd_stimuli)
+    dm = _nsd(tmp_path, ["ventral", "early"])
+    cols = dm.roi_columns
+    model = OsakaMethod(brain_shape=dm.brain_shape, backbone=BACKBONE, alphas=ALPHAS, z_roi="early", c_roi="ventral",
+                        roi_columns=cols)
+    assert model.z_index.tolist() == cols["early"] and model.c_index.tolist() == cols["ventral"]
+    with pytest.raises(ValueError, match=r"c_roi='lateral' is not a ROI of the data: it names \['early', 'ventral'\]"):
+        OsakaMethod(brain_shape=dm.brain_shape, backbone=BACKBONE, c_roi="lateral", roi_columns=cols)
+    with pytest.raises(ValueError, match="give z_roi or z_columns, not both"):
+        OsakaMethod(brain_shape=dm.brain_shape, backbone=BACKBONE, z_roi="early", z_columns=[0], roi_columns=cols)
+    with pytest.raises(ValueError, match=r"z_roi='early' is not a ROI of the data: it names none"):
+        OsakaMethod(brain_shape=dm.brain_shape, backbone=BACKBONE, z_roi="early")
 
 
 # ------------------------------------------------------------------------------------------------ OsakaMethod columns
@@ -207,14 +207,9 @@ def test_osaka_nsd_config_parses_without_data(capsys, tmp_path, monkeypatch):
     assert (data["root"], data["sessions"], data["roi"], data["zscore"], data["image_size"],
             data["eval_repeats"]) == ("data/nsd", 37, ["early", "ventral"], "none", 320, "average")
     assert cfg["trainer"]["accelerator"] == "gpu"
-    assert model["captions"] == {"root": "data/nsd"} and model["ridge_dtype"] == "float32"
-    # the ROI-columns fragment written by write_roi_columns_config merges into it
-    frag = tmp_path / "cols.yaml"
-    frag.write_text(yaml.safe_dump({"data": {"init_args": {"subject": 1, "roi": ["early", "ventral"]}},
-                                    "model": {"init_args": {"z_columns": [0, 2], "c_columns": [1, 3]}}}))
-    merged = _print_config(capsys, ROOT / "conf" / "osaka" / "nsd.yaml", frag)
-    assert (merged["model"]["init_args"]["z_columns"], merged["model"]["init_args"]["c_columns"]) == ([0, 2], [1, 3])
-    assert merged["model"]["init_args"]["strength"] == 0.8
+    assert CaptionsSpec.coerce(model["captions"]).to_dict() == {"root": "data/nsd", "max_length": 77, "batch_size": 64}
+    assert model["ridge_dtype"] == "float32"
+    assert (model["z_roi"], model["c_roi"], model["z_columns"], model["c_columns"]) == ("early", "ventral", None, None)
 
 
 def test_mindeye_nsd_config_parses_without_data(capsys):

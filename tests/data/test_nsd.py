@@ -4,10 +4,8 @@ responses.tsv) and in the MindEye2 layout, checked against NumPy/SciPy/PIL."""
 from __future__ import annotations
 
 import json
-import os
 
 import h5py
-import nibabel as nib
 import numpy as np
 import pytest
 import scipy.io
@@ -16,90 +14,27 @@ from PIL import Image
 from scipy.stats import zscore
 
 from brain2img.data import schema
-from brain2img.data.nsd import files as nsd_files
 from brain2img.data.nsd import NSDDataModule
-
-X, Y, Z = 6, 5, 4
-TPS = 12  # trials per session (750 in NSD)
-N_IMG = 30  # images in the tiny imgBrick
-MASK_XYZ = [(0, 1, 2), (1, 0, 3), (1, 4, 0), (2, 2, 2), (3, 1, 1), (4, 1, 2), (5, 3, 0)]  # lexicographic order
-KNOWN_XYZ, KNOWN_COL = (4, 1, 2), 5
-SUBJECTIM0 = [3, 7, 11, 0, 2, 5, 6, 9, 12, 14, 15, 17, 18, 20, 21, 23, 25, 26, 28, 29]  # 0-based 73k ids, subject 1
-SHARED = [3, 7, 11, 27]  # 0-based; 27 is never shown to subject 1
-ORDER = [0, 3, 4, 1, 5, 6, 2, 7, 8, 0, 9, 10, 1, 11, 12, 2, 13, 0, 14, 15, 1, 3, 2, 17]  # trial -> subjectim column
-
-
-def trial_ids(subjectim0=SUBJECTIM0) -> np.ndarray:
-    """0-based 73k id of every trial (sessions 1, 2)."""
-    return np.asarray(subjectim0)[ORDER]
-
-
-def session_betas(session: int, dtype=np.int16) -> np.ndarray:
-    """Raw betas of one session in (trial, X, Y, Z) order, with a per-voxel offset per session."""
-    rng = np.random.default_rng(session)
-    offset = rng.integers(-2000, 2000, size=(1, X, Y, Z))
-    return (rng.integers(-1500, 1500, size=(TPS, X, Y, Z)) + offset).astype(dtype)
-
-
-def mask_volume() -> np.ndarray:
-    vol = np.zeros((X, Y, Z), dtype=np.int16)
-    vol[:, :, 3] = -1
-    vol[0, 0, :] = -1
-    for xyz in MASK_XYZ:
-        vol[xyz] = 1
-    return vol
-
-
-def streams_volume() -> np.ndarray:
-    return np.random.default_rng(7).integers(-1, 8, size=(X, Y, Z)).astype(np.int16)
-
-
-def save_nifti(path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
-
-
-@pytest.fixture(scope="module")
-def stimuli(tmp_path_factory):
-    """A real-size imgBrick (30, 425, 425, 3) uint8: image k is a 17x17 random pattern blown up 25x."""
-    path = tmp_path_factory.mktemp("stim") / "nsd_stimuli.hdf5"
-    bricks = np.stack([np.kron(np.random.default_rng(100 + k).integers(0, 256, (17, 17, 3)), np.ones((25, 25, 1)))
-                       for k in range(N_IMG)]).astype(np.uint8)
-    with h5py.File(path, "w") as f:
-        f.create_dataset("imgBrick", data=bricks)
-    return path, bricks
-
-
-def build(root, stimuli, betas=None, fmt="hdf5", nsdgeneral=None, subjectim0=SUBJECTIM0, responses=None):
-    """Write the NSD tree for subject 1 under root; returns the raw betas per session in (trial, X, Y, Z)."""
-    betas = {s: session_betas(s) for s in (1, 2)} if betas is None else betas
-    for s, arr in betas.items():
-        path = nsd_files.betas_file(root, 1, s, fmt)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "hdf5":
-            with h5py.File(path, "w") as f:
-                f.create_dataset("betas", data=arr.transpose(0, 3, 2, 1))  # (trials, Z, Y, X)
-        else:
-            save_nifti(path, np.ascontiguousarray(arr.transpose(1, 2, 3, 0)))  # (X, Y, Z, trials)
-    save_nifti(nsd_files.roi_file(root, 1, "nsdgeneral"), mask_volume() if nsdgeneral is None else nsdgeneral)
-    save_nifti(nsd_files.roi_file(root, 1, "streams"), streams_volume())
-    stim = nsd_files.stimuli_file(root)
-    stim.parent.mkdir(parents=True, exist_ok=True)
-    os.symlink(stimuli[0], stim)
-    subjectim = np.random.default_rng(3).integers(0, 73000, size=(8, len(subjectim0)))
-    subjectim[0] = subjectim0
-    design = nsd_files.expdesign_file(root)
-    design.parent.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(design, {"sharedix": np.asarray([SHARED]) + 1, "masterordering": np.asarray([ORDER]) + 1,
-                              "subjectim": subjectim + 1})
-    if responses is None:
-        responses = [(1, g // TPS + 1, g % TPS // 6 + 1, g % 6 + 1, int(subjectim0[ORDER[g]]) + 1, ORDER[g] + 1)
-                     for g in range(2 * TPS)]
-    lines = ["SUBJECT\tSESSION\tRUN\tTRIAL\t73KID\t10KID"] + ["\t".join(str(v) for v in r) for r in responses]
-    path = nsd_files.responses_file(root, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return betas
+from brain2img.data.nsd import files as nsd_files
+from tests.builders.nsd import (
+    KNOWN_COL,
+    KNOWN_XYZ,
+    MASK_XYZ,
+    N_IMG,
+    ORDER,
+    SHARED,
+    SUBJECTIM0,
+    TPS,
+    X,
+    Y,
+    Z,
+    build,
+    mask_volume,
+    save_nifti,
+    session_betas,
+    streams_volume,
+    trial_ids,
+)
 
 
 def module(tmp_path, **kw) -> NSDDataModule:
@@ -115,8 +50,8 @@ def reference_brain(betas, sessions=(1, 2)) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ behaviour
-def test_batch_schema_and_shapes(tmp_path, stimuli):
-    build(tmp_path / "nsd", stimuli)
+def test_batch_schema_and_shapes(tmp_path, nsd_stimuli):
+    build(tmp_path / "nsd", nsd_stimuli)
     dm = module(tmp_path)
     assert (dm.modality, dm.brain_shape, dm.image_size, dm.sfreq) == ("fmri", (len(MASK_XYZ),), 32, None)
     dm.setup("fit")
@@ -129,10 +64,10 @@ def test_batch_schema_and_shapes(tmp_path, stimuli):
 
 
 @pytest.mark.parametrize("fmt", ["hdf5", "nifti"])
-def test_voxel_selection_and_scaling_match_numpy(tmp_path, stimuli, fmt):
+def test_voxel_selection_and_scaling_match_numpy(tmp_path, nsd_stimuli, fmt):
     betas = {s: session_betas(s) for s in (1, 2)}
     betas[2][4][KNOWN_XYZ] = 3000  # session 2, trial 4, voxel (x, y, z) = (4, 1, 2)
-    build(tmp_path / "nsd", stimuli, betas=betas, fmt=fmt)
+    build(tmp_path / "nsd", nsd_stimuli, betas=betas, fmt=fmt)
     dm = module(tmp_path, betas_format=fmt, zscore="none")
     dm.setup()
     brain = np.asarray(dm._data.brain)
@@ -143,8 +78,8 @@ def test_voxel_selection_and_scaling_match_numpy(tmp_path, stimuli, fmt):
     np.testing.assert_array_equal(dm._data.stimulus_ids[dm._data.trial_stimulus], trial_ids())
 
 
-def test_per_session_zscore_matches_scipy(tmp_path, stimuli):
-    betas = build(tmp_path / "nsd", stimuli)
+def test_per_session_zscore_matches_scipy(tmp_path, nsd_stimuli):
+    betas = build(tmp_path / "nsd", nsd_stimuli)
     dm = module(tmp_path)
     dm.setup()
     brain = np.asarray(dm._data.brain, dtype=np.float64)
@@ -157,8 +92,8 @@ def test_per_session_zscore_matches_scipy(tmp_path, stimuli):
         np.testing.assert_allclose(brain[rows].std(0), 1.0, atol=1e-5)
 
 
-def test_splits_shared_test_val_from_train_and_manifest(tmp_path, stimuli):
-    build(tmp_path / "nsd", stimuli)
+def test_splits_shared_test_val_from_train_and_manifest(tmp_path, nsd_stimuli):
+    build(tmp_path / "nsd", nsd_stimuli)
     dm = module(tmp_path)
     dm.setup()
     d = dm._data
@@ -185,8 +120,8 @@ def test_splits_shared_test_val_from_train_and_manifest(tmp_path, stimuli):
     assert set(manifest["checksums"]) >= {"brain.npy", "images.npy", "voxel_xyz.npy"}
 
 
-def test_eval_repeats_average_and_single(tmp_path, stimuli):
-    build(tmp_path / "nsd", stimuli)
+def test_eval_repeats_average_and_single(tmp_path, nsd_stimuli):
+    build(tmp_path / "nsd", nsd_stimuli)
     dm = module(tmp_path, eval_repeats="average")
     dm.setup()
     d = dm._data
@@ -204,18 +139,18 @@ def test_eval_repeats_average_and_single(tmp_path, stimuli):
     assert sorted(sids.tolist()) == sorted(test_ids.tolist())
 
 
-def test_images_are_pil_bicubic_resizes_of_imgbrick(tmp_path, stimuli):
-    build(tmp_path / "nsd", stimuli)
+def test_images_are_pil_bicubic_resizes_of_imgbrick(tmp_path, nsd_stimuli):
+    build(tmp_path / "nsd", nsd_stimuli)
     dm = module(tmp_path, image_size=40)
     images, ids = dm.stimulus_images(("train", "val", "test"))
     assert images.shape == (len(set(trial_ids().tolist())), 3, 40, 40)
     for img, sid in zip(images, ids.tolist(), strict=True):
-        ref = np.asarray(Image.fromarray(stimuli[1][sid]).resize((40, 40), Image.Resampling.BICUBIC))
+        ref = np.asarray(Image.fromarray(nsd_stimuli[1][sid]).resize((40, 40), Image.Resampling.BICUBIC))
         np.testing.assert_array_equal((img * 255).round().byte().permute(1, 2, 0).numpy(), ref)
 
 
-def test_streams_roi_union(tmp_path, stimuli):
-    betas = build(tmp_path / "nsd", stimuli)
+def test_streams_roi_union(tmp_path, nsd_stimuli):
+    betas = build(tmp_path / "nsd", nsd_stimuli)
     dm = module(tmp_path, roi=["ventral", "early", "nsdgeneral"], zscore="none")
     streams = streams_volume()
     mask = np.isin(streams, [1, 5]) | (mask_volume() == 1)
@@ -225,8 +160,8 @@ def test_streams_roi_union(tmp_path, stimuli):
     np.testing.assert_allclose(np.asarray(dm._data.brain)[:TPS], betas[1][:, mask] / 300.0, rtol=1e-6)
 
 
-def test_cache_reuse_and_invalidation(tmp_path, stimuli):
-    build(tmp_path / "nsd", stimuli)
+def test_cache_reuse_and_invalidation(tmp_path, nsd_stimuli):
+    build(tmp_path / "nsd", nsd_stimuli)
     dm = module(tmp_path)
     dm.prepare_data()
     brain_file = dm.data_folder / "brain.npy"
@@ -248,8 +183,8 @@ def test_cache_reuse_and_invalidation(tmp_path, stimuli):
 
 
 # ------------------------------------------------------------------------------------------------ errors
-def test_betas_shape_disagreeing_with_mask(tmp_path, stimuli):
-    build(tmp_path / "nsd", stimuli)
+def test_betas_shape_disagreeing_with_mask(tmp_path, nsd_stimuli):
+    build(tmp_path / "nsd", nsd_stimuli)
     path = nsd_files.betas_file(tmp_path / "nsd", 1, 2)
     with h5py.File(path, "w") as f:
         f.create_dataset("betas", data=session_betas(2).transpose(0, 1, 2, 3))  # (trials, X, Y, Z): not transposed
@@ -262,57 +197,57 @@ def test_betas_shape_disagreeing_with_mask(tmp_path, stimuli):
         module(tmp_path).prepare_data()
 
 
-def test_nan_betas_name_file_session_and_trial(tmp_path, stimuli):
+def test_nan_betas_name_file_session_and_trial(tmp_path, nsd_stimuli):
     betas = {s: session_betas(s, np.float32) for s in (1, 2)}
     betas[2][5][MASK_XYZ[3]] = np.nan
-    build(tmp_path / "nsd", stimuli, betas=betas)
+    build(tmp_path / "nsd", nsd_stimuli, betas=betas)
     path = nsd_files.betas_file(tmp_path / "nsd", 1, 2)
     with pytest.raises(ValueError, match=rf"'{path}' \(session 2\) has NaN or Inf betas in trial 5 .* voxel 3"):
         module(tmp_path, zscore="none").prepare_data()
     assert not [p for p in (tmp_path / "cache").iterdir()]  # the temporary folder is removed
 
 
-def test_missing_session_file(tmp_path, stimuli):
-    build(tmp_path / "nsd", stimuli)
+def test_missing_session_file(tmp_path, nsd_stimuli):
+    build(tmp_path / "nsd", nsd_stimuli)
     missing = nsd_files.betas_file(tmp_path / "nsd", 1, 3)
     with pytest.raises(FileNotFoundError, match=rf"betas file of session 3 not found: '{missing}'"):
         module(tmp_path, sessions=[1, 3]).prepare_data()
 
 
-def test_id_without_image(tmp_path, stimuli):
+def test_id_without_image(tmp_path, nsd_stimuli):
     subjectim0 = list(SUBJECTIM0)
     subjectim0[5] = N_IMG  # a valid NSD id, but the tiny imgBrick holds 30 images
-    build(tmp_path / "nsd", stimuli, subjectim0=subjectim0)
+    build(tmp_path / "nsd", nsd_stimuli, subjectim0=subjectim0)
     with pytest.raises(ValueError, match=rf"73k id {N_IMG} \(0-based\) has no image: '.*nsd_stimuli.hdf5' dataset "
                                          rf"'imgBrick' holds {N_IMG} images"):
         module(tmp_path).prepare_data()
 
 
-def test_behaviour_errors(tmp_path, stimuli):
+def test_behaviour_errors(tmp_path, nsd_stimuli):
     rows = [(1, g // TPS + 1, g % TPS // 6 + 1, g % 6 + 1, SUBJECTIM0[ORDER[g]] + 1, 0) for g in range(2 * TPS)]
-    build(tmp_path / "a", stimuli, responses=rows[:-1])
+    build(tmp_path / "a", nsd_stimuli, responses=rows[:-1])
     path = nsd_files.responses_file(tmp_path / "a", 1)
     with pytest.raises(ValueError, match=rf"'{path}': session 2 has 11 rows, so beta row 11 \(0-based\) of session 2 "
                                          r"has no behaviour row"):
         module(tmp_path, root=str(tmp_path / "a")).prepare_data()
     bad_id = [*rows[:3], (*rows[3][:4], 73001, 0), *rows[4:]]
-    build(tmp_path / "b", stimuli, responses=bad_id)
+    build(tmp_path / "b", nsd_stimuli, responses=bad_id)
     with pytest.raises(ValueError, match=r"line 5: 73KID = 73001 is not a 1-based id"):
         module(tmp_path, root=str(tmp_path / "b")).prepare_data()
     wrong = [*rows[:3], (*rows[3][:4], rows[3][4] + 1, 0), *rows[4:]]
-    build(tmp_path / "c", stimuli, responses=wrong)
+    build(tmp_path / "c", nsd_stimuli, responses=wrong)
     with pytest.raises(ValueError, match=r"session 1 trial 3 \(0-based\) showed 73k id .* subjectim\[0, "
                                          r"masterordering\[3\]\]"):
         module(tmp_path, root=str(tmp_path / "c")).prepare_data()
     swapped = [rows[1], rows[0], *rows[2:]]
-    build(tmp_path / "d", stimuli, responses=swapped)
+    build(tmp_path / "d", nsd_stimuli, responses=swapped)
     with pytest.raises(ValueError, match="not in presentation order"):
         module(tmp_path, root=str(tmp_path / "d")).prepare_data()
 
 
-def test_mask_and_roi_errors(tmp_path, stimuli):
+def test_mask_and_roi_errors(tmp_path, nsd_stimuli):
     empty = np.where(mask_volume() == 1, 0, mask_volume()).astype(np.int16)
-    build(tmp_path / "nsd", stimuli, nsdgeneral=empty)
+    build(tmp_path / "nsd", nsd_stimuli, nsdgeneral=empty)
     with pytest.raises(ValueError, match=r"ROI \['nsdgeneral'\] selects no voxel .*nsdgeneral.nii.gz"):
         module(tmp_path)
     with pytest.raises(ValueError, match=r"unknown ROI name\(s\) \['V1'\]: valid names are \['nsdgeneral', 'early'"):

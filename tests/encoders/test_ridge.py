@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,9 +19,7 @@ from threadpoolctl import threadpool_limits
 
 from brain2img.encoders.ridge import StreamingRidgeCV
 from brain2img.encoders.ridge_stats import kfold_assign
-
-sys.path.insert(0, str(Path(__file__).parent))
-from ddp_helpers import free_port  # noqa: E402
+from tests.builders.small import free_port
 
 ALPHAS = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 FLAGS = [(True, True), (True, False), (False, True), (False, False)]

@@ -19,6 +19,7 @@ from brain2img.data.raw_eeg import RawEEGDataModule
 from brain2img.data.raw_eeg.cache import WindowCacheWriter, open_window_cache
 from brain2img.data.raw_eeg.files import recording_checksum, resolve_files
 from brain2img.data.raw_eeg.windows import channel_layout, count_windows, map_channels, split_windows, zscore
+from tests.builders.raw_eeg import noise, write_fif
 
 SMALL = dict(n_channels=16, n_times=128, sfreq=100.0, l_freq=1.0, h_freq=40.0, batch_size=8, progress=False)
 
@@ -27,27 +28,9 @@ def make_dm(files, cache, **kw) -> RawEEGDataModule:
     return RawEEGDataModule(files, cache_dir=str(cache), **{**SMALL, **kw})
 
 
-def write_fif(path: Path, data: np.ndarray, sfreq: float, ch_names: list[str] | None = None) -> Path:
-    names = ch_names or [f"EEG{i:03d}" for i in range(len(data))]
-    raw = mne.io.RawArray(data, mne.create_info(names, sfreq, "eeg"), verbose="error")
-    raw.save(path, overwrite=True, verbose="error")
-    return path
-
-
-def noise(n_ch: int, seconds: float, sfreq: float, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return 1e-5 * rng.standard_normal((n_ch, int(round(seconds * sfreq))))
-
-
 def cached(dm: RawEEGDataModule):
     dm.prepare_data()
     return open_window_cache(dm.cache_folder)
-
-
-@pytest.fixture(scope="module")
-def edf_dir() -> Path:
-    pyedflib = pytest.importorskip("pyedflib", reason="pyedflib (dev dependency) ships the EDF/BDF test recordings")
-    return Path(pyedflib.__file__).parent / "tests" / "data"
 
 
 # ----------------------------------------------------------------------------------------------------- counts

@@ -14,7 +14,7 @@ from brain2img import registry
 from brain2img.cli import main
 from brain2img.commands import COMMANDS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BASE = {"method": L.LightningModule, "datamodule": L.LightningDataModule}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from brain2img.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tiny_args(tmp_path: Path, cache_dir: str) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -14,11 +13,9 @@ from brain2img.cli import main
 from brain2img.data import schema
 from brain2img.encoders.image_tokens import build_token_encoder, cls_normalize
 from brain2img.methods import MindEye
+from tests.builders.small import SMALL
 
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_backbone import SMALL  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_VOX = 40
 BACKBONE = {"preset": "tiny", **SMALL, "condition_dim": 1280}
 PRIOR = {"preset": "tiny", "depth": 1, "heads": 4, "dim_head": 320, "ff_mult": 0.25}

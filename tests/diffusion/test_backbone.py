@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler
-from tiny_backbone import SMALL
 
 from brain2img.diffusion.conditioner import Conditioner
 from brain2img.diffusion.presets import build_backbone
 from brain2img.diffusion.tiny import TinyConfig
+from tests.builders.small import SMALL
 
 
 @pytest.fixture(scope="module")

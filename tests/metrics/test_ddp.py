@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -22,9 +19,7 @@ from brain2img.metrics import (
     RetrievalTopK,
     TwoWayIdentification,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-from ddp_helpers import free_port  # noqa: E402
+from tests.builders.small import free_port
 
 N = 21  # odd: with 2 replicas the sampler pads rank 1 with a duplicate of sample 0
 WORLD = 2

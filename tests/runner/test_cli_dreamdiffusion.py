@@ -10,7 +10,7 @@ from pathlib import Path
 
 from brain2img.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf" / "dreamdiffusion"
 SMALL_BACKBONE = {"preset": "tiny", "image_size": 16, "vae_channels": [8, 16], "unet_channels": [16, 32],
                   "unet_attention": [False, True], "cross_attention_dim": 16, "n_tokens": 2,

@@ -8,13 +8,13 @@ import shutil
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
-from tiny_backbone import SMALL
-from tiny_sd import write_sd_folder
 
 import brain2img.diffusion.generator as generator_mod
 from brain2img.diffusion.generator import cache_key, load_or_train_generator, train_generator
 from brain2img.diffusion.presets import build_backbone
 from brain2img.diffusion.simulated import TinySimulatedBackbone
+from tests.builders.sd import write_sd_folder
+from tests.builders.small import SMALL
 
 TINY_RUN = {
     **SMALL,

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import csv
-import json
-
 import pytest
 import torch
-from tiny_sd import write_sd_folder, write_text_encoder
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from brain2img.data import schema
@@ -15,33 +11,8 @@ from brain2img.data.nsd.captions import NSDCaptions, annotations_dir, stim_info_
 from brain2img.encoders.caption_embedding import CaptionEmbedder
 from brain2img.methods import OsakaMethod
 from brain2img.methods.targets import CaptionCondition
-
-N_ROWS = 12
-
-
-def split(i: int) -> str:
-    return "train2017" if i % 3 else "val2017"
-
-
-def coco_id(i: int) -> int:
-    return 500_000 + 7 * i
-
-
-def write_nsd_captions(root, rows: int = N_ROWS, header=("", "cocoId", "cocoSplit", "nsdId"), skip=()) -> None:
-    """nsd_stim_info_merged.csv (row i = 73k id i) and COCO caption files: image i has i % 3 + 1 captions."""
-    path = stim_info_file(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for i in range(rows):
-            w.writerow([i, coco_id(i), split(i), i][: len(header)])
-    folder = annotations_dir(root)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("train2017", "val2017"):
-        ann = [{"image_id": coco_id(i), "id": 10 * i + k, "caption": f"image {i} caption {k} "}
-               for i in range(rows) if split(i) == name and i not in skip for k in range(i % 3 + 1)]
-        (folder / f"captions_{name}.json").write_text(json.dumps({"images": [], "annotations": ann}))
+from tests.builders.nsd import write_nsd_captions
+from tests.builders.sd import write_sd_folder, write_text_encoder
 
 
 def test_captions_by_73k_id(tmp_path):

@@ -3,9 +3,6 @@ two DDP ranks against the single-process loss."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -20,9 +17,7 @@ from brain2img.losses import (
     sample_beta,
     soft_clip_loss,
 )
-
-sys.path.insert(0, str(Path(__file__).parent))
-from ddp_helpers import free_port  # noqa: E402
+from tests.builders.small import free_port
 
 
 # ----------------------------------------------------------------------------------------------------- NumPy refs

@@ -3,7 +3,6 @@ sufficient statistics are all-reduced and every training trial is seen exactly o
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -11,9 +10,7 @@ import torch
 
 from brain2img.data.simulated import SimulatedDataModule
 from brain2img.methods import OsakaMethod
-
-sys.path.insert(0, str(Path(__file__).parent))
-from tiny_backbone import SMALL  # noqa: E402
+from tests.builders.small import SMALL
 
 
 def _fit(devices: int, cache_dir: str, root: Path) -> OsakaMethod:

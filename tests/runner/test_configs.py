@@ -29,7 +29,7 @@ from brain2img.specs import (
     PriorSpec,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
 BASE = CONF / "quickstart.yaml"
 CONFIGS = sorted(CONF.rglob("*.yaml"))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_sd import write_sd_folder
 
 from brain2img.data import schema
 from brain2img.encoders.image_tokens import cls_normalize
 from brain2img.methods import MindEye
+from tests.builders.sd import write_sd_folder
 
 N_VOX, TOKENS, DIM = 24, 17, 16  # a 32 px CLIP with 8 px patches: 16 patch tokens + CLS, projected to 16
 

@@ -1,0 +1,1 @@
+"""Datamodules, their file readers and the prepared-cache and corpus bases."""

@@ -1,0 +1,1 @@
+"""The shared latent-diffusion backbone, its presets, the tiny generator and the prior."""

@@ -1,0 +1,1 @@
+"""Brain encoders, ridge and contrastive losses."""

@@ -1,0 +1,1 @@
+"""The test metrics, against independent references and under DDP."""

@@ -1,0 +1,1 @@
+"""The CLI, its configs, the registry and the callbacks."""
