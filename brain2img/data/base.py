@@ -18,6 +18,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from brain2img.data import schema
+from brain2img.data.schema import BrainSignature, check_choice
 from brain2img.data.splits import SPLITS
 
 EVAL_REPEATS = ("average", "single")
@@ -107,7 +108,7 @@ def average_repeats(brain: np.ndarray, stimulus: np.ndarray, subject: np.ndarray
     return means.astype(np.float32).reshape(len(groups), *brain.shape[1:]), groups[:, 0], groups[:, 1]
 
 
-class BrainImageDataModule(LightningDataModule):
+class BrainImageDataModule(LightningDataModule, BrainSignature):
     """Base class of every brain2img datamodule (see the module docstring).
 
     Args:
@@ -122,10 +123,8 @@ class BrainImageDataModule(LightningDataModule):
     def __init__(self, batch_size: int = 32, num_workers: int = 0, eval_repeats: str = "average",
                  predict_split: str = "test", seed: int = 0) -> None:
         super().__init__()
-        if eval_repeats not in EVAL_REPEATS:
-            raise ValueError(f"eval_repeats must be one of {EVAL_REPEATS}, got '{eval_repeats}'")
-        if predict_split not in SPLITS:
-            raise ValueError(f"predict_split must be one of {SPLITS}, got '{predict_split}'")
+        check_choice(eval_repeats, EVAL_REPEATS, "eval_repeats")
+        check_choice(predict_split, SPLITS, "predict_split")
         if batch_size < 1 or num_workers < 0:
             raise ValueError(f"need batch_size >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
@@ -133,38 +132,25 @@ class BrainImageDataModule(LightningDataModule):
         self.exact_distributed_epoch = False  # set by methods whose statistics must see each trial exactly once
         self._data: TrialData | None = None
         self._images: torch.Tensor | None = None
+        self._image_size: int = 0
+        self._sfreq: float | None = None
 
     # ----------------------------------------------------------------- to implement
     @property
-    @abstractmethod
-    def modality(self) -> str:
-        """``"eeg"`` or ``"fmri"``."""
-
-    @property
-    @abstractmethod
-    def brain_shape(self) -> tuple[int, ...]:
-        """Shape of one brain sample: ``(n_voxels,)`` or ``(n_channels, n_times)``."""
-
-    @property
-    @abstractmethod
     def image_size(self) -> int:
-        """Side of the square stimulus images in pixels."""
+        """Side of the square stimulus images in pixels (a subclass sets ``_image_size``)."""
+        return self._image_size
 
     @property
-    @abstractmethod
     def sfreq(self) -> float | None:
-        """EEG sampling frequency in Hz (``None`` for fMRI)."""
+        """EEG sampling frequency in Hz (``None`` for fMRI; a subclass sets ``_sfreq``)."""
+        return self._sfreq if self.modality == "eeg" else None
 
     @property
     @abstractmethod
     def manifest_path(self) -> Path:
         """Where the split manifest is (or will be) written."""
 
-    @property
-    def roi_columns(self) -> dict[str, list[int]]:
-        """ROI name -> columns of its voxels in the served brain vector (linked by the CLI into methods that read
-        ROIs separately, e.g. the Osaka method's ``z_roi``/``c_roi``); empty for datasets without named ROIs."""
-        return {}
 
     @abstractmethod
     def _load(self) -> TrialData:
@@ -194,10 +180,8 @@ class BrainImageDataModule(LightningDataModule):
 
     def dataset(self, split: str, repeats: str = "single") -> BrainImageDataset:
         """Samples of ``split`` with single trials (``repeats="single"``) or repeats averaged (``"average"``)."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got '{split}'")
-        if repeats not in EVAL_REPEATS:
-            raise ValueError(f"repeats must be one of {EVAL_REPEATS}, got '{repeats}'")
+        check_choice(split, SPLITS, "split")
+        check_choice(repeats, EVAL_REPEATS, "repeats")
         d = self._ensure_loaded()
         trials = np.flatnonzero(np.isin(d.trial_stimulus, d.splits[split]))
         brain, stim, subj = d.brain[trials], d.trial_stimulus[trials], d.trial_subject[trials]

@@ -18,6 +18,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from brain2img.data import schema
+from brain2img.data.schema import BrainSignature, check_choice
 
 CORPUS_SPLITS = ("train", "val")
 
@@ -37,7 +38,7 @@ class TensorWindows(Dataset):
         return {schema.BRAIN: self.brain[i], schema.SUBJECT: int(self.subject[i]), schema.INDEX: int(i)}
 
 
-class CorpusDataModule(LightningDataModule):
+class CorpusDataModule(LightningDataModule, BrainSignature):
     """Base of unpaired brain corpora for pre-training (see the module docstring).
 
     Args:
@@ -60,26 +61,6 @@ class CorpusDataModule(LightningDataModule):
         self.num_workers, self.seed = int(num_workers), int(seed)
 
     # ----------------------------------------------------------------- to implement
-    @property
-    @abstractmethod
-    def modality(self) -> str:
-        """``"eeg"`` or ``"fmri"``."""
-
-    @property
-    @abstractmethod
-    def brain_shape(self) -> tuple[int, ...]:
-        """Shape of one window: ``(n_channels, n_times)`` or ``(n_voxels,)``."""
-
-    @property
-    def sfreq(self) -> float | None:
-        """Sampling frequency in Hz (``None`` for fMRI)."""
-        return None
-
-    @property
-    def roi_columns(self) -> dict[str, list[int]]:
-        """ROI name -> columns in the served brain vector (empty: no named ROIs)."""
-        return {}
-
     @abstractmethod
     def windows(self, split: str) -> Dataset:
         """The windows of ``"train"`` or ``"val"`` (called after :meth:`setup`)."""
@@ -87,8 +68,7 @@ class CorpusDataModule(LightningDataModule):
     # ----------------------------------------------------------------- shared
     def dataset(self, split: str) -> Dataset:
         """The windows of ``"train"`` or ``"val"`` (sets up the corpus first if needed)."""
-        if split not in CORPUS_SPLITS:
-            raise ValueError(f"split must be one of {CORPUS_SPLITS}, got '{split}'")
+        check_choice(split, CORPUS_SPLITS, "split")
         self.setup()
         return self.windows(split)
 

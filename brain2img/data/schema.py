@@ -12,7 +12,8 @@ A sample is a plain ``dict`` (collates with the default collate function) with t
 
 from __future__ import annotations
 
-from typing import TypedDict
+from abc import ABC, abstractmethod
+from typing import Any, TypedDict
 
 import torch
 
@@ -23,6 +24,37 @@ SUBJECT = "subject"
 LABEL = "label"
 INDEX = "index"
 SAMPLE_KEYS = (BRAIN, IMAGE, STIMULUS_ID, SUBJECT, LABEL, INDEX)
+
+
+def check_choice(value: Any, choices: tuple[Any, ...], name: str) -> None:
+    """Refuse a setting that is not one of ``choices``, naming the setting (``name``) and the choices."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+class BrainSignature(ABC):
+    """What every datamodule tells a model before any data is read (the CLI links these into the method)."""
+
+    @property
+    @abstractmethod
+    def modality(self) -> str:
+        """``"eeg"`` or ``"fmri"``."""
+
+    @property
+    @abstractmethod
+    def brain_shape(self) -> tuple[int, ...]:
+        """Shape of one brain sample: ``(n_voxels,)`` or ``(n_channels, n_times)``."""
+
+    @property
+    def sfreq(self) -> float | None:
+        """EEG sampling frequency in Hz (``None`` for fMRI)."""
+        return None
+
+    @property
+    def roi_columns(self) -> dict[str, list[int]]:
+        """ROI name -> columns of its voxels in the served brain vector (linked by the CLI into methods that read
+        ROIs separately, e.g. the Osaka method's ``z_roi``/``c_roi``); empty for datasets without named ROIs."""
+        return {}
 
 
 class Sample(TypedDict):

@@ -87,14 +87,6 @@ class ArrayDataModule(PreparedDataModule):
     def brain_shape(self) -> tuple[int, ...]:
         return self._brain_shape
 
-    @property
-    def image_size(self) -> int:
-        return self._image_size
-
-    @property
-    def sfreq(self) -> float | None:
-        return self._sfreq if self.modality == "eeg" else None
-
     def source_checksums(self) -> dict[str, str]:
         """sha256 of every given input file (computed once per instance)."""
         if self._sums is None:

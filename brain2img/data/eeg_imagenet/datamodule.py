@@ -47,6 +47,7 @@ from brain2img.data.eeg_imagenet.prep import (
     shuffle_train_pairs,
 )
 from brain2img.data.prepared import Prepared, PreparedDataModule, TrialData, save_arrays
+from brain2img.data.schema import check_choice
 from brain2img.data.splits import SPLITS, split_stimuli
 from brain2img.io import sha256_file
 
@@ -118,10 +119,8 @@ class EEGImageNetDataModule(PreparedDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if split not in SPLIT_KINDS:
-            raise ValueError(f"split must be one of {SPLIT_KINDS}, got '{split}'")
-        if split_indexing not in SPLIT_INDEXING:
-            raise ValueError(f"split_indexing must be one of {SPLIT_INDEXING}, got '{split_indexing}'")
+        check_choice(split, SPLIT_KINDS, "split")
+        check_choice(split_indexing, SPLIT_INDEXING, "split_indexing")
         if split == "reference" and splits_path is None:
             raise ValueError("split='reference' needs splits_path (block_splits_by_image_single.pth or "
                              "block_splits_by_image_all.pth); use split='stimulus' or 'block' without a split file")
@@ -166,10 +165,6 @@ class EEGImageNetDataModule(PreparedDataModule):
     @property
     def brain_shape(self) -> tuple[int, ...]:
         return (self.n_channels, self.resample_to)
-
-    @property
-    def image_size(self) -> int:
-        return self._image_size
 
     @property
     def sfreq(self) -> float:

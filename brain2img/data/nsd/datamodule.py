@@ -39,6 +39,7 @@ from brain2img.data.nsd.prep import (
     zscore_session,
 )
 from brain2img.data.prepared import Prepared, PreparedDataModule, TrialData, save_arrays
+from brain2img.data.schema import check_choice
 
 CACHE_VERSION = 1
 LAYOUTS = ("nsd", "mindeye2")
@@ -115,10 +116,8 @@ class NSDDataModule(PreparedDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got '{layout}'")
-        if betas_format not in BETAS_FORMATS:
-            raise ValueError(f"betas_format must be one of {BETAS_FORMATS}, got '{betas_format}'")
+        check_choice(layout, LAYOUTS, "layout")
+        check_choice(betas_format, BETAS_FORMATS, "betas_format")
         zscore = ("session" if layout == "nsd" else "none") if zscore is None else zscore
         if zscore not in ZSCORE:
             raise ValueError(f"zscore must be one of {ZSCORE} or None, got '{zscore}'")
@@ -184,14 +183,6 @@ class NSDDataModule(PreparedDataModule):
     @property
     def brain_shape(self) -> tuple[int, ...]:
         return (self._n_voxels,)
-
-    @property
-    def image_size(self) -> int:
-        return self._image_size
-
-    @property
-    def sfreq(self) -> None:
-        return None
 
     @property
     def voxel_xyz(self) -> np.ndarray | None:

@@ -51,6 +51,7 @@ from brain2img.data.raw_eeg.windows import (
     window_starts,
     zscore,
 )
+from brain2img.data.schema import check_choice
 from brain2img.io import config_hash, write_json_atomic
 
 SUBJECT_FROM = ("file", "parent")
@@ -178,10 +179,6 @@ class RawEEGDataModule(CorpusDataModule):
         """``cache_dir/raw_eeg-<hash of config, recording checksums and subjects>``."""
         key = config_hash({"config": self.config(), "files": self.checksums(), "subjects": self.subjects()[0]})
         return self.cache_dir / f"raw_eeg-{key}"
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.cache_folder / MANIFEST_NAME
 
     # ----------------------------------------------------------------- preparation
     def prepare_data(self) -> None:
@@ -313,11 +310,8 @@ def _check_settings(n_channels: int, n_times: int, sfreq: float, l_freq: float |
                              f"sfreq={sfreq:g} Hz ({nyquist:g} Hz); lower {name}, raise sfreq, or pass None")
     if l_freq is not None and h_freq is not None and l_freq >= h_freq:
         raise ValueError(f"l_freq={l_freq} must be below h_freq={h_freq}")
-    if channel_policy not in CHANNEL_POLICIES:
-        raise ValueError(f"channel_policy must be one of {CHANNEL_POLICIES}, got '{channel_policy}'")
-    if zscore_mode not in ZSCORE_MODES:
-        raise ValueError(f"zscore must be one of {ZSCORE_MODES}, got '{zscore_mode}'")
-    if subject_from not in SUBJECT_FROM:
-        raise ValueError(f"subject_from must be one of {SUBJECT_FROM}, got '{subject_from}'")
+    check_choice(channel_policy, CHANNEL_POLICIES, "channel_policy")
+    check_choice(zscore_mode, ZSCORE_MODES, "zscore")
+    check_choice(subject_from, SUBJECT_FROM, "subject_from")
     if picks is not None and (isinstance(picks, str) or len(picks) == 0 or len(set(picks)) != len(picks)):
         raise ValueError(f"picks must be a non-empty list of distinct channel names, got {picks!r}")

@@ -16,6 +16,7 @@ import numpy as np
 
 from brain2img.data.manifest import array_checksums, verify_checksums
 from brain2img.data.prepared import Prepared, PreparedDataModule, save_arrays
+from brain2img.data.schema import check_choice
 from brain2img.data.simulated import simulator
 from brain2img.data.simulated.stimuli import make_stimuli
 from brain2img.data.splits import split_stimuli
@@ -71,8 +72,7 @@ class SimulatedDataModule(PreparedDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if modality not in MODALITIES:
-            raise ValueError(f"modality must be one of {MODALITIES}, got '{modality}'")
+        check_choice(modality, MODALITIES, "modality")
         n_voxels = tuple(int(v) for v in n_voxels)
         if modality == "fmri" and not 0 <= subject < len(n_voxels):
             raise ValueError(f"subject must be in [0, {len(n_voxels)}) for n_voxels={list(n_voxels)}, got {subject}")
@@ -100,14 +100,6 @@ class SimulatedDataModule(PreparedDataModule):
         if self._modality == "fmri":
             return (self.n_voxels[self.subject],)
         return (self.n_channels, int(round(self._sfreq * self.duration)))
-
-    @property
-    def image_size(self) -> int:
-        return self._image_size
-
-    @property
-    def sfreq(self) -> float | None:
-        return self._sfreq if self._modality == "eeg" else None
 
     # ----------------------------------------------------------------- configs and folders
     def stimulus_config(self) -> dict[str, Any]:
