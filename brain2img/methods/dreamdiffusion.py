@@ -145,7 +145,7 @@ class DreamDiffusion(ReconstructionMethod):
         if time_condition and unet.class_embedding is None:
             unet.class_embedding = TokenTimeCondition(n_tok, tok_dim, unet.time_embedding.linear_2.out_features)
         self.n_trainable = select_trainable(self, self._groups(), list(trainable))
-        self._clip_cache = StimulusCache(lambda images, ids: (self._clip_embed(images),))
+        self._clip_cache = StimulusCache(self._clip_target)
         self.probe_metric: LinearProbeAccuracy | None = None
 
     def _groups(self) -> dict[str, list[nn.Module]]:
@@ -201,6 +201,9 @@ class DreamDiffusion(ReconstructionMethod):
 
     def _clip_embed(self, images: torch.Tensor) -> torch.Tensor:
         return self.image_encoder(images)["pooled"].float()
+
+    def _clip_target(self, images: torch.Tensor, ids: list[int]) -> tuple[torch.Tensor]:
+        return (self._clip_embed(images),)
 
     def losses(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None
                ) -> dict[str, torch.Tensor]:

@@ -109,4 +109,9 @@ class StimulusTargets(StimulusCache):
     """
 
     def __init__(self, backbone: nn.Module, condition: ConditionSource) -> None:
-        super().__init__(lambda images, ids: (backbone.encode_images(images).flatten(1), condition(images, ids)))
+        super().__init__(self._z_and_c)
+        self._parts = (backbone, condition)  # not registered: owned by the method
+
+    def _z_and_c(self, images: torch.Tensor, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        backbone, condition = self._parts
+        return backbone.encode_images(images).flatten(1), condition(images, ids)
