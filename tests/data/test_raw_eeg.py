@@ -330,8 +330,8 @@ def test_dataloader_batches_and_file_split(tmp_path):
     again = next(iter(dm.train_dataloader()))
     assert torch.equal(again[schema.INDEX], batch[schema.INDEX])
     assert not torch.equal(batch[schema.INDEX], torch.arange(8))
-    assert json.loads((dm.cache_folder / "manifest.json").read_text())["splits"]["seed=3,val_fraction=0.25"]["val_files"] == \
-        sorted(val_files)
+    manifest = json.loads((dm.cache_folder / "manifest.json").read_text())
+    assert manifest["splits"]["seed=3,val_fraction=0.25"]["val_files"] == sorted(val_files)
     n_val = sum(len(b[schema.INDEX]) for b in dm.val_dataloader())
     assert n_val == len(val)
     # worker processes get the dataset without the memory-mapped array (it is reopened there, never copied)
