@@ -15,7 +15,7 @@ from abc import abstractmethod
 
 import torch
 from lightning import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from brain2img.data import schema
 from brain2img.data.schema import BrainSignature, check_choice
@@ -73,9 +73,11 @@ class CorpusDataModule(LightningDataModule, BrainSignature):
         return self.windows(split)
 
     def _loader(self, data: Dataset, shuffle: bool) -> DataLoader:
-        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(self.seed)) if shuffle else None
-        return DataLoader(data, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        # the seeded generator is the DataLoader's: it draws the shuffle and the workers' base seed, so the global
+        # torch RNG (masking, dropout) sees the same draws whatever the corpus
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(data, batch_size=self.batch_size, shuffle=shuffle, generator=generator,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         """Training windows, shuffled with a generator seeded by ``seed``."""
