@@ -164,11 +164,13 @@ class DreamDiffusion(ReconstructionMethod):
         if self.prepare_generator():
             select_trainable(self, self._groups(), list(self.hparams.trainable))  # prepare froze the backbone
         if self.hparams.encoder_checkpoint:
-            c = self.eeg_config
-            load_by_prefix(self.encoder, self.hparams.encoder_checkpoint, ENCODER_PREFIX,
+            # loaded into a fresh encoder, then copied: a checkpoint that does not fit leaves this encoder as it was
+            c, pretrained = self.eeg_config, EEGEncoder(self.eeg_config)
+            load_by_prefix(pretrained, self.hparams.encoder_checkpoint, ENCODER_PREFIX,
                            f"a pre-trained EEG encoder (MaskedSignalPretraining) for {c.n_channels} channels x "
                            f"{c.n_times} times, width {c.embed_dim}, depth {c.depth} (model.encoder_checkpoint)",
                            ignore_missing=("mask_token",))  # the encoder's unused reference mask token
+            self.encoder.load_state_dict(pretrained.state_dict())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """AdamW over the trainable groups, constant learning rate (the reference)."""
