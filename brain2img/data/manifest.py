@@ -55,9 +55,7 @@ def build_manifest(config: dict[str, Any], seed: int, stimulus_ids: np.ndarray, 
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """Read a manifest, with a clear error if it is missing, not JSON, or incomplete."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"split manifest not found: '{path}'")
-    data = read_json(path, "split manifest")
+    data = read_json(path, "split manifest")  # a missing file: FileNotFoundError naming it
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
         raise ValueError(f"split manifest '{path}' lacks the keys {missing}; delete its folder '{path.parent}' to "

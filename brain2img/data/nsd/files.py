@@ -179,9 +179,7 @@ class ExpDesign:
 def read_expdesign(path: str | Path) -> ExpDesign:
     """Read and check ``nsd_expdesign.mat`` (1-based MATLAB indices become 0-based)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"NSD experiment design file not found: '{path}'")
-    mat = load_mat(path, "NSD experiment design")
+    mat = load_mat(path, "NSD experiment design")  # a missing file: FileNotFoundError naming it
     missing = [k for k in EXPDESIGN_KEYS if k not in mat]
     if missing:
         raise ValueError(f"experiment design '{path}' lacks the variable(s) {missing}; expected {EXPDESIGN_KEYS}")
