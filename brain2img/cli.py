@@ -18,6 +18,8 @@ checkpoint; any ``--config`` or dotted override given after it still applies.
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import importlib
 import os
 import sys
@@ -26,7 +28,6 @@ import typing
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -36,6 +37,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from brain2img import commands
 from brain2img.callbacks import AtomicCheckpointIO, PredictionWriter
 from brain2img.callbacks.config_in_checkpoint import CONFIG_KEY, ConfigInCheckpoint
+from brain2img.io import load_torch
 from brain2img.presets import Spec
 
 EVAL_SUBCOMMANDS = ("validate", "test", "predict")
@@ -94,7 +96,7 @@ class Brain2ImgCLI(LightningCLI):
         ckpt_path = self.config[self.config.subcommand].get("ckpt_path")
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
-        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        hparams = dict(checkpoint_metadata(ckpt_path)["hyper_parameters"])
         hparams.pop("_instantiator", None)
         if not hparams:
             return
@@ -124,7 +126,7 @@ class Brain2ImgCLI(LightningCLI):
             return
         if not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"--ckpt_path: checkpoint file not found: '{ckpt_path}'")
-        hparams = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+        hparams = checkpoint_metadata(ckpt_path)["hyper_parameters"]
         expected = tuple(hparams.get("brain_shape", ()))
         given = tuple(getattr(self.datamodule, "brain_shape", ()))
         if expected and given and expected != given:
@@ -164,6 +166,21 @@ class Brain2ImgCLI(LightningCLI):
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if monitored else None)
 
 
+@functools.lru_cache(maxsize=4)
+def _metadata(path: str, mtime_ns: int) -> dict[str, Any]:
+    ckpt = load_torch(path, "checkpoint (--ckpt_path)", mmap=True)  # tensors memory-mapped, never read here
+    if not isinstance(ckpt, dict):
+        return {"hyper_parameters": {}, CONFIG_KEY: None}
+    return {"hyper_parameters": ckpt.get("hyper_parameters") or {}, CONFIG_KEY: ckpt.get(CONFIG_KEY)}
+
+
+def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``hyper_parameters`` and the stored config of a checkpoint, read once per file version (the CLI asks
+    three times per command: config injection, hyperparameter merge, shape check); treat the result as read-only."""
+    path = Path(path)
+    return _metadata(str(path.resolve()), path.stat().st_mtime_ns)
+
+
 def drop_null_parts(class_path: str, init_args: dict[str, Any]) -> dict[str, Any]:
     """``init_args`` without the typed parts (:mod:`brain2img.specs`) that are ``None``.
 
@@ -200,7 +217,7 @@ def _inject_checkpoint_config(argv: list[str]) -> tuple[list[str], bool]:
         return argv, False
     if not Path(ckpt).is_file():
         raise SystemExit(f"brain2img: --ckpt_path: checkpoint file not found: '{ckpt}'")
-    config = torch.load(ckpt, map_location="cpu", weights_only=True).get(CONFIG_KEY)
+    config = copy.deepcopy(checkpoint_metadata(ckpt)[CONFIG_KEY])
     if not config:
         return argv, False
     model = config.get("model")

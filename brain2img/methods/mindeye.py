@@ -187,8 +187,7 @@ class MindEye(ReconstructionMethod):
 
     def targets(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Image tokens ``(B, T, D)`` and VAE latents ``(B, C, h, w)`` of the stimuli, cached by stimulus id."""
-        tokens, latents = self._targets(batch)
-        return tokens, latents
+        return self._targets(batch)
 
     def _compute_targets(self, images: torch.Tensor, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         return self.token_encoder(images).float(), self.backbone.encode_images(images).float()
