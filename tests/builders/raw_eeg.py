@@ -8,6 +8,9 @@ from pathlib import Path
 import mne
 import numpy as np
 
+from brain2img.data.raw_eeg import RawEEGDataModule
+from brain2img.data.raw_eeg.cache import WindowCache, open_window_cache
+
 
 def write_fif(path: Path, data: np.ndarray, sfreq: float, ch_names: list[str] | None = None) -> Path:
     names = ch_names or [f"EEG{i:03d}" for i in range(len(data))]
@@ -27,3 +30,15 @@ def pyedflib_recordings() -> Path | None:
 
     spec = importlib.util.find_spec("pyedflib")
     return None if spec is None or spec.origin is None else Path(spec.origin).parent / "tests" / "data"
+
+
+SMALL = dict(n_channels=16, n_times=128, sfreq=100.0, l_freq=1.0, h_freq=40.0, batch_size=8, progress=False)
+
+
+def make_dm(files, cache, **kw) -> RawEEGDataModule:
+    return RawEEGDataModule(files, cache_dir=str(cache), **{**SMALL, **kw})
+
+
+def cached(dm: RawEEGDataModule) -> WindowCache:
+    dm.prepare_data()
+    return open_window_cache(dm.cache_folder)
