@@ -2,7 +2,7 @@
 
 Cases (``--cases``; the defaults depend on ``--device``):
 
-- ``tiny_pretrain`` / ``paper_pretrain``: one full pre-training step of :class:`MaskedEEGAutoencoder` (the ``tiny`` or
+- ``tiny_pretrain`` / ``paper_pretrain``: one full pre-training step of :class:`MaskedSignalAutoencoder` (``tiny`` or
   ``paper`` preset): forward with mask ratio 0.75 (encoder on CLS + kept tokens, decoder on CLS + all tokens, MSE on
   masked tokens), backward, gradient clipping at 0.8 (the pre-training config) and an AdamW step with the MAE
   parameter groups (betas 0.9 / 0.95, weight decay 0.05).
@@ -69,7 +69,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import harness  # noqa: E402
 from brain2img.diffusion.token_maps import TokenMapper, TokenPooler  # noqa: E402
-from brain2img.encoders.eeg_mae import EEGEncoder, EEGMAEConfig, MaskedEEGAutoencoder, eeg_mae_config  # noqa: E402
+from brain2img.encoders.mae1d import MAE1DConfig, MaskedSignalAutoencoder, SignalEncoder, eeg_mae_config  # noqa: E402
 from brain2img.optim import decay_groups  # noqa: E402
 
 CASES = ("tiny_pretrain", "paper_pretrain", "paper_finetune")
@@ -143,7 +143,7 @@ def _block_weights(width: int, mlp_ratio: float) -> int:
     return 4 * width * width + 2 * width * int(width * mlp_ratio)
 
 
-def pretrain_flops(cfg: EEGMAEConfig, batch: int, mask_ratio: float = MASK_RATIO) -> int:
+def pretrain_flops(cfg: MAE1DConfig, batch: int, mask_ratio: float = MASK_RATIO) -> int:
     """Analytic FLOPs of one masked-autoencoder training step (forward + backward); see the module docstring."""
     length = cfg.n_tokens
     n_enc, n_dec = 1 + int(length * (1 - mask_ratio)), 1 + length
@@ -157,7 +157,7 @@ def pretrain_flops(cfg: EEGMAEConfig, batch: int, mask_ratio: float = MASK_RATIO
     return batch * flops
 
 
-def finetune_flops(cfg: EEGMAEConfig, batch: int, n_out: int = SD_TOKENS, out_dim: int = SD_TOKEN_DIM,
+def finetune_flops(cfg: MAE1DConfig, batch: int, n_out: int = SD_TOKENS, out_dim: int = SD_TOKEN_DIM,
                    clip_dim: int = CLIP_DIM) -> int:
     """Analytic FLOPs of the encoder + TokenMapper + TokenPooler forward + backward; see the module docstring."""
     length, width = cfg.n_tokens, cfg.embed_dim
@@ -200,9 +200,9 @@ def _training_steps(forward_backward: Callable[[], torch.Tensor], params: list[n
 
 def pretrain_case(name: str, preset: str, batch: int, device: torch.device, precision: str, fused: bool,
                   clip: bool) -> Case:
-    """A MaskedEEGAutoencoder pre-training step (MAE groups, AdamW betas 0.9 / 0.95, weight decay 0.05)."""
+    """A MaskedSignalAutoencoder pre-training step (MAE groups, AdamW betas 0.9 / 0.95, weight decay 0.05)."""
     cfg = eeg_mae_config(preset, mask_ratio=MASK_RATIO)
-    model = MaskedEEGAutoencoder(cfg).to(device).train()
+    model = MaskedSignalAutoencoder(cfg).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(decay_groups(model.named_parameters(), 0.05), lr=2.5e-4, betas=(0.9, 0.95), fused=fused)
     x = torch.randn(batch, cfg.n_channels, cfg.n_times, device=device)
@@ -222,7 +222,7 @@ def pretrain_case(name: str, preset: str, batch: int, device: torch.device, prec
 def finetune_case(batch: int, device: torch.device, precision: str, fused: bool, clip: bool, seed: int) -> Case:
     """Encoder (paper) -> TokenMapper + TokenPooler with the CLIP loss and a stand-in UNet token gradient."""
     cfg = eeg_mae_config("paper")
-    encoder = EEGEncoder(cfg)
+    encoder = SignalEncoder(cfg)
     mapper = TokenMapper(cfg.n_tokens, cfg.embed_dim, SD_TOKENS, SD_TOKEN_DIM)
     pooler = TokenPooler(cfg.n_tokens, cfg.embed_dim, CLIP_DIM)
     model = nn.ModuleDict({"encoder": encoder, "mapper": mapper, "pooler": pooler}).to(device).train()

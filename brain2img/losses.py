@@ -1,6 +1,7 @@
-"""MindEye's contrastive losses (BiMixCo and SoftCLIP), usable on one process or gathered across DDP ranks.
+"""Contrastive losses, usable on one process or gathered across DDP ranks: MindEye's BiMixCo and SoftCLIP, and the
+row-wise InfoNCE of DC-MAE's double contrast.
 
-Both losses L2-normalise the flattened predictions ``p`` and targets ``t`` and score ``p_i . t_j / temp``.
+All losses L2-normalise the flattened predictions ``p`` and targets ``t`` and score ``p_i . t_j / temp``.
 
 Distributed use (the open_clip ``local_loss`` scheme): with ``gather=True`` every rank gathers the features of all
 ranks with :func:`all_gather_with_grad`, so each local query is contrasted with the negatives of the whole global
@@ -263,3 +264,23 @@ def soft_clip_loss(preds: Tensor, targets: Tensor, temp: float | Tensor, *, gath
     loss_p = _soft_cross_entropy(p @ all_t.T / temp, soft)
     loss_t = _soft_cross_entropy(t @ all_p.T / temp, soft)
     return (loss_p + loss_t) / 2
+
+
+def info_nce(query: Tensor, keys: Tensor, temp: float = 0.1, *, gather: bool = False) -> Tensor:
+    """Row-wise InfoNCE with in-batch negatives (DC-MAE ``info_nce`` with ``negative_mode='unpaired'``, no explicit
+    negatives): ``CE(cos(q_i, k_j) / temp, j = i)`` averaged over the queries; computed in float32.
+
+    Only the queries rank the keys (one direction, as the reference). With query = key and mutually orthogonal
+    batch items the loss is ``log(1 + (N - 1) exp(-1 / temp))``; with unrelated random keys it is about ``log N``.
+
+    Args:
+        query: ``(B, ...)`` queries (DC-MAE: the reconstruction of a masked view).
+        keys: ``(B, ...)`` positives, same shape (the unmasked input, or the reconstruction of a second view).
+        temp: temperature (reference 0.1).
+        gather: contrast against the keys of every DDP rank (see the module docstring).
+    """
+    _check_pair(query, keys, "info_nce")
+    _check_temp(temp, "info_nce")
+    q, _, _, all_k, offset = _normalized_features(query, keys, gather)
+    labels = torch.arange(len(q), device=q.device) + offset
+    return F.cross_entropy(q @ all_k.T / temp, labels)

@@ -50,3 +50,24 @@ def decay_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay:
         else:
             decay.append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def mae_optimization(named_params: Iterable[tuple[str, nn.Parameter]], total_steps: int, lr: float,
+                     weight_decay: float, betas: tuple[float, float], warmup_fraction: float,
+                     min_lr_ratio: float = 0.0) -> dict:
+    """The MAE / MinD-Vis / DC-MAE recipe as Lightning's ``configure_optimizers`` answer: AdamW over
+    :func:`decay_groups` with a per-step warm-up (``ceil(warmup_fraction * total_steps)`` steps) and half-cosine decay.
+
+    Args:
+        named_params: ``module.named_parameters()`` (frozen ones are skipped).
+        total_steps: optimiser steps of the whole run (``trainer.estimated_stepping_batches``; at least 1 is used).
+        lr: peak learning rate.
+        weight_decay: AdamW weight decay of the decay group.
+        betas: AdamW betas (reference (0.9, 0.95)).
+        warmup_fraction: share of the steps spent warming up.
+        min_lr_ratio: final learning rate as a fraction of ``lr``.
+    """
+    total = max(1, int(total_steps))
+    opt = torch.optim.AdamW(decay_groups(named_params, weight_decay), lr=lr, betas=tuple(betas))
+    sched = warmup_cosine_scheduler(opt, int(math.ceil(warmup_fraction * total)), total, min_lr_ratio)
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

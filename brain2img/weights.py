@@ -24,7 +24,7 @@ def state_under(state: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
 
 
 def load_by_prefix(module: nn.Module, path: str | Path, prefix: str, what: str,
-                   ignore_missing: Iterable[str] = ()) -> dict[str, Any]:
+                   ignore_missing: Iterable[str] = (), keep_if_resized: Iterable[str] = ()) -> dict[str, Any]:
     """Load ``module`` from the entries ``<prefix>*`` of the checkpoint at ``path`` (its ``state_dict``, or the file
     itself when it is a plain state dict).
 
@@ -34,6 +34,8 @@ def load_by_prefix(module: nn.Module, path: str | Path, prefix: str, what: str,
         prefix: e.g. ``"mae.encoder."``.
         what: what the checkpoint should hold, for messages (e.g. ``"a MaskedSignalPretraining checkpoint"``).
         ignore_missing: module keys that may be absent from the checkpoint (e.g. unused buffers).
+        keep_if_resized: module keys whose checkpoint value may have another shape, in which case the module's own
+            value is kept (fixed tables that depend on the input length, e.g. sine-cosine ``pos_embed``).
 
     Returns:
         The checkpoint's ``hyper_parameters`` (empty when it has none), for callers that check sizes.
@@ -51,6 +53,9 @@ def load_by_prefix(module: nn.Module, path: str | Path, prefix: str, what: str,
     if not sub:
         raise ValueError(f"checkpoint '{path}' has no '{prefix}*' weights: expected {what}")
     own = module.state_dict()
+    for key in keep_if_resized:
+        if key in sub and key in own and sub[key].shape != own[key].shape:
+            sub[key] = own[key]
     wrong = {k: (tuple(v.shape), tuple(own[k].shape)) for k, v in sub.items() if k in own and v.shape != own[k].shape}
     missing = sorted(set(own) - set(sub) - set(ignore_missing))
     unexpected = sorted(set(sub) - set(own))

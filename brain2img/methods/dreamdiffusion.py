@@ -15,6 +15,8 @@ embedding, so with little data this path reuses what it learned (documented in e
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,7 +27,7 @@ from brain2img.diffusion.candidates import best_of_k, sample_candidates
 from brain2img.diffusion.presets import build_backbone
 from brain2img.diffusion.token_maps import TokenMapper, TokenPooler, TokenTimeCondition
 from brain2img.encoders.clip_image import build_image_encoder
-from brain2img.encoders.eeg_mae import EEGEncoder
+from brain2img.encoders.mae1d import MAE1DConfig, SignalEncoder
 from brain2img.methods.base import ReconstructionMethod
 from brain2img.methods.eeg_pretrain import ENCODER_PREFIX
 from brain2img.methods.targets import StimulusCache
@@ -93,6 +95,8 @@ class DreamDiffusion(ReconstructionMethod):
     Each part may also be given as a dict of its fields; it is stored in the hyperparameters as plain data.
     """
 
+    encoder_spec: ClassVar[type] = EEGEncoderSpec  #: the spec class of ``encoder`` (DC-MAE: the fMRI one)
+
     def __init__(
         self,
         brain_shape: tuple[int, ...] = (32, 64),
@@ -119,7 +123,7 @@ class DreamDiffusion(ReconstructionMethod):
     ) -> None:
         # plain data before save_hyperparameters: checkpoints hold no spec classes (torch.load(weights_only=True))
         backbone = BackboneSpec.coerce(backbone).to_dict()
-        encoder = EEGEncoderSpec.coerce(encoder).to_dict()
+        encoder = self.encoder_spec.coerce(encoder).to_dict()
         image_encoder = ImageEncoderSpec.coerce(image_encoder).to_dict()
         metrics = MetricsSpec.coerce(metrics).to_dict()
         super().__init__(brain_shape, metrics, seed)
@@ -131,9 +135,8 @@ class DreamDiffusion(ReconstructionMethod):
             raise ValueError(f"need select in {SELECT} and num_samples >= 1, got {select!r}, {num_samples}")
         self.backbone = build_backbone(**(backbone or {"preset": "tiny"}))
         self.image_encoder = build_image_encoder(**(image_encoder or {}))
-        self.eeg_config = eeg_encoder_config(self.brain_shape, encoder)
-        self.encoder = EEGEncoder(self.eeg_config)
-        n_in, width = self.eeg_config.n_tokens, self.eeg_config.embed_dim
+        self.encoder_config, self.encoder = self.build_encoder(encoder)
+        n_in, width = self.encoder_config.n_tokens, self.encoder_config.embed_dim
         n_tok, tok_dim = self.backbone.conditioner.n_tokens, self.backbone.conditioner.token_dim
         self.clip_projection = TokenPooler(n_in, width, self.image_encoder.embed_dim)
         self.cond_stage = TokenMapper(n_in, width, n_tok, tok_dim) if conditioning == "tokens" else None
@@ -164,13 +167,22 @@ class DreamDiffusion(ReconstructionMethod):
         if self.prepare_generator():
             select_trainable(self, self._groups(), list(self.hparams.trainable))  # prepare froze the backbone
         if self.hparams.encoder_checkpoint:
-            # loaded into a fresh encoder, then copied: a checkpoint that does not fit leaves this encoder as it was
-            c, pretrained = self.eeg_config, EEGEncoder(self.eeg_config)
-            load_by_prefix(pretrained, self.hparams.encoder_checkpoint, ENCODER_PREFIX,
-                           f"a pre-trained EEG encoder (MaskedSignalPretraining) for {c.n_channels} channels x "
-                           f"{c.n_times} times, width {c.embed_dim}, depth {c.depth} (model.encoder_checkpoint)",
-                           ignore_missing=("mask_token",))  # the encoder's unused reference mask token
-            self.encoder.load_state_dict(pretrained.state_dict())
+            self.load_encoder(self.hparams.encoder_checkpoint)
+
+    def build_encoder(self, encoder: dict) -> tuple[MAE1DConfig, nn.Module]:
+        """The brain encoder and its config: the EEG :class:`~brain2img.encoders.mae1d.SignalEncoder`."""
+        config = eeg_encoder_config(self.brain_shape, encoder)
+        return config, SignalEncoder(config)
+
+    def load_encoder(self, path: str) -> None:
+        """Load the pre-trained encoder of a :class:`~brain2img.methods.eeg_pretrain.MaskedSignalPretraining`
+        checkpoint; loaded into a fresh encoder, then copied: a checkpoint that does not fit changes nothing."""
+        c, pretrained = self.encoder_config, SignalEncoder(self.encoder_config)
+        load_by_prefix(pretrained, path, ENCODER_PREFIX,
+                       f"a pre-trained EEG encoder (MaskedSignalPretraining) for {c.n_channels} channels x "
+                       f"{c.n_times} times, width {c.embed_dim}, depth {c.depth} (model.encoder_checkpoint)",
+                       ignore_missing=("mask_token",))  # the encoder's unused reference mask token
+        self.encoder.load_state_dict(pretrained.state_dict())
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """AdamW over the trainable groups, constant learning rate (the reference)."""

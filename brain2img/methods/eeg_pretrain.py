@@ -10,16 +10,15 @@ The encoder (``mae.encoder``, keys under :data:`ENCODER_PREFIX`) is what fine-tu
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning as L
 import torch
 
 from brain2img.data import schema
-from brain2img.encoders.eeg_mae import MaskedEEGAutoencoder
+from brain2img.encoders.mae1d import MaskedSignalAutoencoder
 from brain2img.methods.base import check_brain_batch
-from brain2img.optim import decay_groups, warmup_cosine_scheduler
+from brain2img.optim import mae_optimization
 from brain2img.specs import TINY_EEG_ENCODER, EEGEncoderSpec, eeg_encoder_config
 
 ENCODER_PREFIX = "mae.encoder."
@@ -31,7 +30,7 @@ class MaskedSignalPretraining(L.LightningModule):
     Args:
         brain_shape: ``(n_channels, n_times)`` of the windows (linked from the datamodule by the CLI).
         encoder: :class:`~brain2img.specs.EEGEncoderSpec` (or a dict of its fields, or ``None``): ``preset``
-            (``tiny`` or ``paper``) plus any :class:`EEGMAEConfig` field to override; the channel and time sizes come
+            (``tiny`` or ``paper``) plus any :class:`MAE1DConfig` field to override; the channel and time sizes come
             from ``brain_shape``, the mask ratio from ``mask_ratio``. Stored in the hyperparameters as plain data.
         mask_ratio: share of temporal tokens masked (paper 0.75; the reference code's default is 0.1).
         lr: peak learning rate (reference 2.5e-4).
@@ -59,7 +58,7 @@ class MaskedSignalPretraining(L.LightningModule):
         self.save_hyperparameters()
         self.brain_shape = tuple(int(s) for s in brain_shape)
         self.config = eeg_encoder_config(self.brain_shape, encoder, mask_ratio=mask_ratio)
-        self.mae = MaskedEEGAutoencoder(self.config)
+        self.mae = MaskedSignalAutoencoder(self.config)
 
     def _brain(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         brain = batch[schema.BRAIN]
@@ -81,9 +80,6 @@ class MaskedSignalPretraining(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         """AdamW with MAE parameter groups and a per-step warm-up + half-cosine schedule."""
-        groups = decay_groups(self.mae.named_parameters(), self.hparams.weight_decay)
-        opt = torch.optim.AdamW(groups, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(math.ceil(self.hparams.warmup_fraction * total))
-        sched = warmup_cosine_scheduler(opt, warmup, total, self.hparams.min_lr_ratio)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return mae_optimization(self.mae.named_parameters(), self.trainer.estimated_stepping_batches,
+                                self.hparams.lr, self.hparams.weight_decay, self.hparams.betas,
+                                self.hparams.warmup_fraction, self.hparams.min_lr_ratio)

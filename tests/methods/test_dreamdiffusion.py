@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from brain2img.data import schema
 from brain2img.diffusion.token_maps import TokenTimeCondition
-from brain2img.encoders.eeg_mae import EEGEncoder
+from brain2img.encoders.mae1d import SignalEncoder
 from brain2img.methods import DreamDiffusion, MaskedSignalPretraining
 from brain2img.methods.dreamdiffusion import clip_alignment_loss
 from brain2img.methods.eeg_pretrain import ENCODER_PREFIX
@@ -144,9 +144,9 @@ def _pretrain_ckpt(tmp_path: Path, shape=SHAPE) -> Path:
     return path
 
 
-def _load_encoder(path, config) -> EEGEncoder:
+def _load_encoder(path, config) -> SignalEncoder:
     """The pre-trained encoder as DreamDiffusion loads it (``setup`` at fit start)."""
-    encoder = EEGEncoder(config)
+    encoder = SignalEncoder(config)
     load_by_prefix(encoder, path, ENCODER_PREFIX, f"a pre-trained EEG encoder for {config.n_channels} channels",
                    ignore_missing=("mask_token",))
     return encoder
@@ -156,22 +156,22 @@ def test_pretrained_encoder_round_trip_and_errors(tmp_path):
     path = _pretrain_ckpt(tmp_path)
     pre = MaskedSignalPretraining.load_from_checkpoint(path)
     model = _dd(encoder_checkpoint=str(path))
-    encoder = _load_encoder(path, model.eeg_config)
+    encoder = _load_encoder(path, model.encoder_config)
     x = torch.randn(2, *SHAPE)
     pre.eval()
     encoder.eval()
     assert torch.equal(encoder(x), pre.mae.encoder(x))
     with pytest.raises(ValueError, match=r"pre\.ckpt' \(a pre-trained EEG encoder for 16 channels; saved with "
-                                         r"brain_shape .*\) does not fit EEGEncoder: .*patch_embed"):
-        _load_encoder(path, _dd(brain_shape=(16, 32)).eeg_config)
+                                         r"brain_shape .*\) does not fit SignalEncoder: .*patch_embed"):
+        _load_encoder(path, _dd(brain_shape=(16, 32)).encoder_config)
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
-        _load_encoder(tmp_path / "missing.ckpt", model.eeg_config)
+        _load_encoder(tmp_path / "missing.ckpt", model.encoder_config)
     torch.save({"state_dict": {"other.weight": torch.zeros(1)}}, tmp_path / "other.ckpt")
     with pytest.raises(ValueError, match=r"other\.ckpt' has no 'mae\.encoder\.\*' weights"):
-        _load_encoder(tmp_path / "other.ckpt", model.eeg_config)
+        _load_encoder(tmp_path / "other.ckpt", model.encoder_config)
     torch.save({"state_dict": {**pre.state_dict(), "mae.encoder.extra": torch.zeros(1)}}, tmp_path / "extra.ckpt")
     with pytest.raises(ValueError, match=r"unexpected extra"):
-        _load_encoder(tmp_path / "extra.ckpt", model.eeg_config)
+        _load_encoder(tmp_path / "extra.ckpt", model.encoder_config)
 
 
 def test_pretraining_loss_falls_on_structured_eeg():

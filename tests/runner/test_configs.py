@@ -15,7 +15,7 @@ import yaml
 from brain2img.cli import main
 from brain2img.diffusion.prior import prior_config
 from brain2img.diffusion.tiny import TinyConfig
-from brain2img.encoders.eeg_mae import eeg_mae_config
+from brain2img.encoders.mae1d import eeg_mae_config
 from brain2img.encoders.mindeye import low_level_config, mindeye_config
 from brain2img.metrics import ReconstructionMetrics
 from brain2img.specs import (

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from brain2img.encoders.eeg_mae import (
+from brain2img.encoders.mae1d import (
     EEG_MAE_PRESETS,
-    EEGEncoder,
-    EEGMAEConfig,
-    MaskedEEGAutoencoder,
+    MAE1DConfig,
+    MaskedSignalAutoencoder,
     PatchEmbed1D,
+    SignalEncoder,
     eeg_mae_config,
 )
 from brain2img.encoders.pos_embed import get_1d_sincos_pos_embed
@@ -27,7 +27,7 @@ def _single_thread():
     torch.set_num_threads(previous)
 
 
-def _paper_shaped_small() -> EEGMAEConfig:
+def _paper_shaped_small() -> MAE1DConfig:
     """The paper's input geometry (128 channels, 512 samples, patch 4 -> 128 tokens) with a tiny network."""
     return eeg_mae_config(
         "paper", embed_dim=32, depth=1, num_heads=4, decoder_embed_dim=16, decoder_depth=1, decoder_num_heads=4
@@ -117,7 +117,7 @@ def test_transformer_block_matches_numpy_reference():
 
 def test_config_presets_and_validation():
     paper = eeg_mae_config("paper")
-    assert paper == EEGMAEConfig() and paper.n_tokens == 128 and paper.mask_ratio == 0.75
+    assert paper == MAE1DConfig() and paper.n_tokens == 128 and paper.mask_ratio == 0.75
     tiny = eeg_mae_config()
     assert (tiny.n_channels, tiny.n_times, tiny.n_tokens, tiny.embed_dim) == (32, 64, 16, 64)
     assert set(EEG_MAE_PRESETS) == {"paper", "tiny"}
@@ -146,10 +146,10 @@ def test_paper_geometry_gives_128_tokens():
     x = torch.randn(2, 128, 512)
     pe = PatchEmbed1D(128, 4, 32)
     assert pe(x).shape == (2, 128, 32)
-    enc = EEGEncoder(cfg)
+    enc = SignalEncoder(cfg)
     assert enc.n_tokens == 128 and enc.embed_dim == 32
     assert enc(x).shape == (2, 128, 32)
-    mae = MaskedEEGAutoencoder(cfg)
+    mae = MaskedSignalAutoencoder(cfg)
     loss, pred, mask = mae(x)
     assert loss.ndim == 0 and pred.shape == (2, 128, 512) and mask.shape == (2, 128)
 
@@ -167,8 +167,8 @@ def test_patch_embed_token_t_sees_only_its_time_window():
 def test_wrong_input_shape_is_a_clear_error(bad_shape):
     cfg = eeg_mae_config("tiny")
     x = torch.randn(*bad_shape)
-    enc = EEGEncoder(cfg)
-    mae = MaskedEEGAutoencoder(cfg)
+    enc = SignalEncoder(cfg)
+    mae = MaskedSignalAutoencoder(cfg)
     for call in (lambda: enc(x), lambda: enc.forward_masked(x, 0.5), lambda: mae(x), lambda: mae.patchify(x)):
         with pytest.raises(ValueError, match=r"n_channels=32, n_times=64") as err:
             call()
@@ -181,7 +181,7 @@ def test_wrong_input_shape_is_a_clear_error(bad_shape):
 @pytest.mark.parametrize(("ratio", "keep"), [(0.75, 32), (0.1, 115)])
 def test_mask_ratio_semantics(ratio, keep):
     torch.manual_seed(0)
-    enc = EEGEncoder(_paper_shaped_small())
+    enc = SignalEncoder(_paper_shaped_small())
     x = torch.randn(4, 128, 512)
     with torch.no_grad():
         latent, mask, ids_restore = enc.forward_masked(x, ratio, generator=_gen(1))
@@ -204,7 +204,7 @@ def test_mask_ratio_semantics(ratio, keep):
 def test_masked_encoder_only_sees_kept_tokens():
     torch.manual_seed(0)
     cfg = eeg_mae_config("tiny")
-    enc = EEGEncoder(cfg)
+    enc = SignalEncoder(cfg)
     x = torch.randn(2, 32, 64)
     with torch.no_grad():
         latent, mask, _ = enc.forward_masked(x, 0.75, generator=_gen(3))
@@ -225,7 +225,7 @@ def test_masked_encoder_only_sees_kept_tokens():
 
 def test_mae_uses_config_mask_ratio_by_default():
     cfg = eeg_mae_config("tiny", mask_ratio=0.5)
-    mae = MaskedEEGAutoencoder(cfg)
+    mae = MaskedSignalAutoencoder(cfg)
     with torch.no_grad():
         _, _, mask = mae(torch.randn(3, 32, 64))
         _, _, mask_25 = mae(torch.randn(3, 32, 64), mask_ratio=0.25)
@@ -238,7 +238,7 @@ def test_mae_uses_config_mask_ratio_by_default():
 
 def test_patchify_layout_and_inverse():
     cfg = eeg_mae_config("tiny", n_channels=3, n_times=12)
-    mae = MaskedEEGAutoencoder(cfg)
+    mae = MaskedSignalAutoencoder(cfg)
     x = torch.randn(2, 3, 12)
     patches = mae.patchify(x)
     assert patches.shape == (2, 3, 12)
@@ -253,7 +253,7 @@ def test_patchify_layout_and_inverse():
 def test_loss_is_mse_over_masked_tokens_only():
     torch.manual_seed(0)
     cfg = eeg_mae_config("tiny")
-    mae = MaskedEEGAutoencoder(cfg)
+    mae = MaskedSignalAutoencoder(cfg)
     x = torch.randn(3, 32, 64)
     with torch.no_grad():
         loss, pred, mask = mae(x, mask_ratio=0.75, generator=_gen(5))
@@ -271,7 +271,7 @@ def test_loss_is_mse_over_masked_tokens_only():
 def test_loss_ignores_errors_on_kept_tokens():
     torch.manual_seed(0)
     cfg = eeg_mae_config("tiny")
-    mae = MaskedEEGAutoencoder(cfg)
+    mae = MaskedSignalAutoencoder(cfg)
     x = torch.randn(2, 32, 64)
     with torch.no_grad():
         _, pred, mask = mae(x, generator=_gen(6))
@@ -286,10 +286,10 @@ def test_loss_ignores_errors_on_kept_tokens():
 
 
 @pytest.fixture(scope="module")
-def paper_models() -> tuple[MaskedEEGAutoencoder, EEGEncoder]:
+def paper_models() -> tuple[MaskedSignalAutoencoder, SignalEncoder]:
     cfg = eeg_mae_config("paper")
     with torch.device("meta"):  # counts only: no memory, no init cost
-        return MaskedEEGAutoencoder(cfg), EEGEncoder(cfg)
+        return MaskedSignalAutoencoder(cfg), SignalEncoder(cfg)
 
 
 def _count(named, trainable_only: bool = False) -> int:
@@ -316,9 +316,9 @@ def test_paper_parameter_counts(paper_models):
 def test_encoder_state_dict_round_trip_from_mae():
     torch.manual_seed(0)
     cfg = eeg_mae_config("tiny")
-    mae = MaskedEEGAutoencoder(cfg)
+    mae = MaskedSignalAutoencoder(cfg)
     torch.manual_seed(123)
-    enc = EEGEncoder(cfg)
+    enc = SignalEncoder(cfg)
     x = torch.randn(2, 32, 64)
     with torch.no_grad():
         assert not torch.allclose(enc(x), mae.encoder(x))
@@ -329,7 +329,7 @@ def test_encoder_state_dict_round_trip_from_mae():
     for u, v in zip(a, b, strict=True):
         torch.testing.assert_close(u, v, rtol=0, atol=0)
     # the other way (standalone encoder -> MAE encoder) also loads strictly; only the unused token is dropped
-    mae2 = MaskedEEGAutoencoder(cfg)
+    mae2 = MaskedSignalAutoencoder(cfg)
     mae2.encoder.load_state_dict(enc.state_dict(), strict=True)
     with torch.no_grad():
         torch.testing.assert_close(mae2.encoder(x), enc(x), rtol=0, atol=0)
@@ -343,12 +343,12 @@ def test_encoder_state_dict_round_trip_from_mae():
 def test_init_is_deterministic_and_follows_mae():
     cfg = eeg_mae_config("tiny")
     torch.manual_seed(7)
-    a = MaskedEEGAutoencoder(cfg).state_dict()
+    a = MaskedSignalAutoencoder(cfg).state_dict()
     torch.manual_seed(7)
-    b = MaskedEEGAutoencoder(cfg).state_dict()
+    b = MaskedSignalAutoencoder(cfg).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     torch.manual_seed(7)
-    enc = EEGEncoder(cfg)
+    enc = SignalEncoder(cfg)
     for k, v in enc.state_dict().items():  # same weights as the MAE's encoder under the same seed
         if k != "mask_token":
             assert torch.equal(v, a["encoder." + k]), k
@@ -369,7 +369,7 @@ def test_init_is_deterministic_and_follows_mae():
 def test_training_reduces_masked_loss():
     torch.manual_seed(0)
     cfg = eeg_mae_config("tiny")
-    mae = MaskedEEGAutoencoder(cfg)
+    mae = MaskedSignalAutoencoder(cfg)
     t = torch.arange(cfg.n_times, dtype=torch.float32) / cfg.n_times
     template = torch.sin(2 * torch.pi * t) + 0.5 * torch.sin(2 * torch.pi * 3 * t + 1.0)
     amp = torch.rand(4) + 0.5

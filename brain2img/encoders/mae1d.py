@@ -1,7 +1,11 @@
-"""DreamDiffusion EEG encoder and its masked-signal-modelling autoencoder (``eeg_encoder`` / ``MAEforEEG``).
+"""One 1-D masked autoencoder for EEG and fMRI: DreamDiffusion's ``eeg_encoder`` / ``MAEforEEG`` and MinD-Vis /
+DC-MAE's ``fmri_encoder`` / ``MAEforFMRI`` are the same network on different inputs.
 
-Tokens are temporal patches over all channels: ``Conv1d(n_channels -> embed_dim, kernel=stride=patch_size)`` turns
-``(B, C, T)`` into ``T / patch_size`` tokens, plus fixed sine-cosine positions and a CLS token for the masked path.
+Tokens are patches along the last axis over all channels: ``Conv1d(n_channels -> embed_dim, kernel=stride=
+patch_size)`` turns ``(B, C, T)`` into ``T / patch_size`` tokens, plus fixed sine-cosine positions and a CLS token
+for the masked path. EEG: ``C`` electrodes, ``T`` time samples (DreamDiffusion: 128 x 512, patch 4). fMRI: one
+channel, ``T`` the padded voxel count (MinD-Vis: ``Conv1d(1 -> 1024, 16, 16)``; see
+:mod:`brain2img.encoders.fmri_mae`).
 The autoencoder masks a random subset of tokens per sample, encodes the kept ones, and a light decoder predicts the
 raw patch values; the loss is the MSE over masked tokens only.
 
@@ -12,6 +16,7 @@ the autoencoder's encoder weights sit under the ``encoder.`` prefix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +29,14 @@ from brain2img.presets import config_from_preset
 
 
 @dataclass
-class EEGMAEConfig:
-    """Sizes of the EEG encoder and its masked autoencoder (defaults: the DreamDiffusion paper model).
+class MAE1DConfig:
+    """Sizes of a 1-D encoder and its masked autoencoder (defaults: the DreamDiffusion paper model).
 
     Attributes:
-        n_channels: EEG channels (input ``C``).
-        n_times: time samples per segment (input ``T``); must be divisible by ``patch_size``.
-        patch_size: time samples per token.
+        n_channels: input channels ``C`` (EEG electrodes; 1 for fMRI).
+        n_times: samples along the patched axis ``T`` (EEG time samples; fMRI padded voxels); must be divisible by
+            ``patch_size``.
+        patch_size: samples per token.
         embed_dim: encoder width.
         depth: encoder blocks.
         num_heads: encoder heads; must divide ``embed_dim``.
@@ -68,25 +74,25 @@ class EEGMAEConfig:
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"EEGMAEConfig: '{name}' must be a positive integer, got {value!r}")
+                raise ValueError(f"MAE1DConfig: '{name}' must be a positive integer, got {value!r}")
         if self.n_times % self.patch_size != 0:
             raise ValueError(
-                f"EEGMAEConfig: 'n_times' ({self.n_times}) must be divisible by 'patch_size' ({self.patch_size})"
+                f"MAE1DConfig: 'n_times' ({self.n_times}) must be divisible by 'patch_size' ({self.patch_size})"
             )
         if self.embed_dim % self.num_heads != 0:
-            raise ValueError(f"EEGMAEConfig: 'num_heads' ({self.num_heads}) must divide 'embed_dim' ({self.embed_dim})")
+            raise ValueError(f"MAE1DConfig: 'num_heads' ({self.num_heads}) must divide 'embed_dim' ({self.embed_dim})")
         if self.decoder_embed_dim % self.decoder_num_heads != 0:
             raise ValueError(
-                f"EEGMAEConfig: 'decoder_num_heads' ({self.decoder_num_heads}) must divide "
+                f"MAE1DConfig: 'decoder_num_heads' ({self.decoder_num_heads}) must divide "
                 f"'decoder_embed_dim' ({self.decoder_embed_dim})"
             )
         for name in ("embed_dim", "decoder_embed_dim"):
             value = getattr(self, name)
             if value % 2 != 0:
-                raise ValueError(f"EEGMAEConfig: '{name}' must be even (sine-cosine positions), got {value}")
+                raise ValueError(f"MAE1DConfig: '{name}' must be even (sine-cosine positions), got {value}")
         if not self.mlp_ratio > 0 or int(min(self.embed_dim, self.decoder_embed_dim) * self.mlp_ratio) < 1:
-            raise ValueError(f"EEGMAEConfig: 'mlp_ratio' must give a non-empty MLP, got {self.mlp_ratio!r}")
-        _check_mask_ratio(self.mask_ratio, "EEGMAEConfig: 'mask_ratio'")
+            raise ValueError(f"MAE1DConfig: 'mlp_ratio' must give a non-empty MLP, got {self.mlp_ratio!r}")
+        _check_mask_ratio(self.mask_ratio, "MAE1DConfig: 'mask_ratio'")
 
     @property
     def n_tokens(self) -> int:
@@ -124,17 +130,17 @@ EEG_MAE_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def eeg_mae_config(preset: str = "tiny", **overrides: Any) -> EEGMAEConfig:
+def eeg_mae_config(preset: str = "tiny", **overrides: Any) -> MAE1DConfig:
     """Build a config from a named preset, with field overrides.
 
     Args:
         preset: a key of ``EEG_MAE_PRESETS`` (``"paper"`` or ``"tiny"``).
-        **overrides: ``EEGMAEConfig`` fields to replace.
+        **overrides: ``MAE1DConfig`` fields to replace.
 
     Raises:
         ValueError: for an unknown preset or an unknown field name.
     """
-    return config_from_preset(EEGMAEConfig, EEG_MAE_PRESETS, "eeg_mae_config", preset, overrides)
+    return config_from_preset(MAE1DConfig, EEG_MAE_PRESETS, "eeg_mae_config", preset, overrides)
 
 
 def _check_mask_ratio(mask_ratio: float, where: str) -> None:
@@ -177,8 +183,9 @@ class PatchEmbed1D(nn.Module):
         return self.proj(x).transpose(1, 2)
 
 
-class EEGEncoder(nn.Module):
-    """The DreamDiffusion ``eeg_encoder``: patch embedding, fixed positions, ViT blocks and a final LayerNorm.
+class SignalEncoder(nn.Module):
+    """The 1-D encoder (DreamDiffusion ``eeg_encoder``, MinD-Vis ``fmri_encoder``): patch embedding, fixed positions,
+    ViT blocks and a final LayerNorm.
 
     ``forward`` encodes every token (no masking, no CLS in the output), as the conditioning encoder does;
     ``forward_masked`` is the MAE encoder path (random token masking, CLS prepended).
@@ -194,7 +201,7 @@ class EEGEncoder(nn.Module):
         reference_mask_token: keep the unused reference ``mask_token``.
     """
 
-    def __init__(self, config: EEGMAEConfig, *, reference_mask_token: bool = True) -> None:
+    def __init__(self, config: MAE1DConfig, *, reference_mask_token: bool = True) -> None:
         super().__init__()
         self.config = config
         self.n_tokens = config.n_tokens
@@ -228,7 +235,7 @@ class EEGEncoder(nn.Module):
         expected = (self.config.n_channels, self.config.n_times)
         if x.ndim != 3 or tuple(x.shape[1:]) != expected:
             raise ValueError(
-                f"EEGEncoder: expected EEG of shape (B, n_channels={expected[0]}, n_times={expected[1]}), "
+                f"SignalEncoder: expected input of shape (B, n_channels={expected[0]}, n_times={expected[1]}), "
                 f"got {tuple(x.shape)}"
             )
 
@@ -244,22 +251,25 @@ class EEGEncoder(nn.Module):
         return self.norm(h)
 
     def forward_masked(
-        self, x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None
+        self, x: torch.Tensor, mask_ratio: float, generator: torch.Generator | None = None,
+        before_norm: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """MAE encoder path: mask random tokens per sample, prepend CLS, encode the kept tokens.
 
         Each sample sorts uniform noise; the ``int(L * (1 - mask_ratio))`` tokens with the smallest noise are kept.
 
         Args:
-            x: EEG ``(B, n_channels, n_times)``.
+            x: input ``(B, n_channels, n_times)``.
             mask_ratio: fraction of tokens to mask, in ``[0, 1)``.
             generator: random generator for the noise (on ``x.device``); ``None`` uses the global one.
+            before_norm: applied to the encoded tokens ``(B, 1 + len_keep, embed_dim)`` before the final norm
+                (DC-MAE stage 2 puts its cross-attention there).
 
         Returns:
             ``latent`` ``(B, 1 + len_keep, embed_dim)`` (CLS first, kept tokens in shuffled order), ``mask``
             ``(B, L)`` float32 with 1 = masked, 0 = kept, and ``ids_restore`` ``(B, L)`` (argsort of the shuffle).
         """
-        _check_mask_ratio(mask_ratio, "EEGEncoder.forward_masked: 'mask_ratio'")
+        _check_mask_ratio(mask_ratio, "SignalEncoder.forward_masked: 'mask_ratio'")
         tokens = self._embed(x)
         b, length, dim = tokens.shape
         len_keep = int(length * (1 - mask_ratio))
@@ -275,11 +285,13 @@ class EEGEncoder(nn.Module):
         h = torch.cat([cls, kept], dim=1)
         for block in self.blocks:
             h = block(h)
+        if before_norm is not None:
+            h = before_norm(h)
         return self.norm(h), mask, ids_restore
 
 
-def _tolerate_mask_token(module: EEGEncoder, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-    """Load-state-dict pre-hook: reconcile the unused reference ``mask_token`` (see ``EEGEncoder``)."""
+def _tolerate_mask_token(module: SignalEncoder, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load-state-dict pre-hook: reconcile the unused reference ``mask_token`` (see ``SignalEncoder``)."""
     key = prefix + "mask_token"
     if module.mask_token is None:
         state_dict.pop(key, None)
@@ -287,17 +299,19 @@ def _tolerate_mask_token(module: EEGEncoder, state_dict: dict[str, Any], prefix:
         state_dict[key] = module.mask_token.detach().clone()
 
 
-class MaskedEEGAutoencoder(nn.Module):
-    """The DreamDiffusion ``MAEforEEG``: masked EEG modelling with an ``EEGEncoder`` and a light ViT decoder.
+class MaskedSignalAutoencoder(nn.Module):
+    """The 1-D masked autoencoder (``MAEforEEG`` / ``MAEforFMRI``): a ``SignalEncoder`` and a light ViT decoder.
 
     Args:
         config: model sizes and the default ``mask_ratio``.
     """
 
-    def __init__(self, config: EEGMAEConfig) -> None:
+    encoder_class: type[SignalEncoder] = SignalEncoder  #: the encoder built (a subclass may read other inputs)
+
+    def __init__(self, config: MAE1DConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = EEGEncoder(config, reference_mask_token=False)
+        self.encoder = self.encoder_class(config, reference_mask_token=False)
         dec = config.decoder_embed_dim
         self.decoder_embed = nn.Linear(config.embed_dim, dec)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dec))
@@ -327,7 +341,7 @@ class MaskedEEGAutoencoder(nn.Module):
         expected = (cfg.n_tokens, cfg.patch_size * cfg.n_channels)
         if patches.ndim != 3 or tuple(patches.shape[1:]) != expected:
             raise ValueError(
-                f"MaskedEEGAutoencoder.unpatchify: expected patches of shape (B, n_tokens={expected[0]}, "
+                f"MaskedSignalAutoencoder.unpatchify: expected patches of shape (B, n_tokens={expected[0]}, "
                 f"patch_size*n_channels={expected[1]}), got {tuple(patches.shape)}"
             )
         return patches.reshape(patches.shape[0], cfg.n_times, cfg.n_channels).transpose(1, 2)
@@ -336,7 +350,7 @@ class MaskedEEGAutoencoder(nn.Module):
         """Predict every token's patch from the encoded kept tokens.
 
         Args:
-            latent: ``(B, 1 + len_keep, embed_dim)`` from ``EEGEncoder.forward_masked``.
+            latent: ``(B, 1 + len_keep, embed_dim)`` from ``SignalEncoder.forward_masked``.
             ids_restore: ``(B, L)`` from the same call.
 
         Returns:
@@ -368,7 +382,7 @@ class MaskedEEGAutoencoder(nn.Module):
         """Mask, encode, decode and score.
 
         Args:
-            x: EEG ``(B, n_channels, n_times)``.
+            x: input ``(B, n_channels, n_times)``.
             mask_ratio: fraction of tokens to mask; ``None`` uses ``config.mask_ratio``.
             generator: random generator for the masks (on ``x.device``).
 
