@@ -1,5 +1,5 @@
-"""MindEye's contrastive losses: SoftCLIP and BiMixCo against NumPy, the mixing itself, and the gathered losses of
-two DDP ranks against the single-process loss."""
+"""Contrastive losses: MindEye's SoftCLIP and BiMixCo and DC-MAE's InfoNCE against NumPy, the mixing itself, and
+the gathered losses of two DDP ranks against the single-process loss."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch.multiprocessing as mp
 
 from brain2img.losses import (
     all_gather_with_grad,
+    info_nce,
     mixco,
     mixco_labels,
     mixco_nce,
@@ -164,11 +165,13 @@ def _ddp_data() -> dict[str, torch.Tensor]:
 def _losses_and_grads(preds: torch.Tensor, targets: torch.Tensor, perm: torch.Tensor, betas: torch.Tensor,
                       gather: bool) -> dict[str, torch.Tensor]:
     out = {}
-    for name in ("soft_clip", "mixco_nce"):
+    for name in ("soft_clip", "mixco_nce", "info_nce"):
         p = preds.clone().requires_grad_(True)
         t = targets.clone().requires_grad_(True)
         if name == "soft_clip":
             loss = soft_clip_loss(p, t, 0.05, gather=gather)
+        elif name == "info_nce":
+            loss = info_nce(p, t, 0.1, gather=gather)
         else:
             loss = mixco_nce(p, t, 0.05, perm, betas, gather=gather)
         loss.backward()
@@ -185,7 +188,7 @@ def _ddp_worker(rank: int, port: int, expected: dict[str, torch.Tensor]) -> None
         rows = slice(rank * LOCAL_B, (rank + 1) * LOCAL_B)
         got = _losses_and_grads(data["preds"][rows], data["targets"][rows], data["local_perm"][rank],
                                 data["betas"][rows], gather=True)
-        for name in ("soft_clip", "mixco_nce"):
+        for name in ("soft_clip", "mixco_nce", "info_nce"):
             losses = [torch.zeros(()) for _ in range(WORLD)]
             dist.all_gather(losses, got[name])
             # the mean of the rank losses is the loss of the concatenated batch
@@ -196,7 +199,8 @@ def _ddp_worker(rank: int, port: int, expected: dict[str, torch.Tensor]) -> None
                                            rtol=1e-4, atol=1e-6)
         local = _losses_and_grads(data["preds"][rows], data["targets"][rows], data["local_perm"][rank],
                                   data["betas"][rows], gather=False)
-        assert not torch.allclose(local["soft_clip"], got["soft_clip"])  # without gathering: local negatives only
+        for name in ("soft_clip", "info_nce"):  # without gathering: local negatives only
+            assert not torch.allclose(local[name], got[name])
         with pytest.raises(ValueError, match="same shape"):
             all_gather_with_grad(torch.zeros(2 + rank, 3))
         dist.barrier()  # both ranks leave their collectives before the group is torn down
