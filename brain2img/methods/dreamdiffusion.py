@@ -32,7 +32,7 @@ from brain2img.methods.base import ReconstructionMethod
 from brain2img.methods.eeg_pretrain import ENCODER_PREFIX
 from brain2img.methods.targets import StimulusCache
 from brain2img.methods.trainable import select_trainable, unet_cross_attention
-from brain2img.metrics.linear_probe import LinearProbeAccuracy, fit_linear_probe
+from brain2img.metrics.linear_probe import LinearProbeAccuracy, fit_probe_on
 from brain2img.specs import (
     DEFAULT_IMAGE_ENCODER,
     DEFAULT_METRICS,
@@ -159,7 +159,6 @@ class DreamDiffusion(ReconstructionMethod):
                 "clip_projection": [self.clip_projection], "unet_cross_attention": unet_cross_attention(unet),
                 "unet_time_condition": time_cond, "unet": [unet]}
 
-    # ------------------------------------------------------------------ set-up
     def setup(self, stage: str) -> None:
         """Before fitting from scratch: prepare the generator (``tiny_simulated``) and load the pre-trained encoder."""
         if stage != "fit" or self.trainer is None or self.trainer.ckpt_path is not None:
@@ -196,7 +195,6 @@ class DreamDiffusion(ReconstructionMethod):
         self.image_encoder.eval()
         return self
 
-    # ------------------------------------------------------------------ pieces
     def encode_brain(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """EEG -> encoder tokens ``(B, L, D_enc)``."""
         brain = batch[schema.BRAIN]
@@ -236,7 +234,6 @@ class DreamDiffusion(ReconstructionMethod):
         return {"loss": diffusion + self.hparams.clip_weight * clip, "diffusion": diffusion, "clip": clip,
                 "brain_emb": clip_pred.detach(), "image_emb": target}
 
-    # ------------------------------------------------------------------ steps
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """One optimisation step on the summed loss."""
         out = self.losses(batch)
@@ -272,7 +269,6 @@ class DreamDiffusion(ReconstructionMethod):
             return samples[0]
         return best_of_k(samples, self._clip_embed, clip_pred)
 
-    # ------------------------------------------------------------------ linear probe
     @torch.no_grad()
     def _pooled(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.encode_brain(batch).mean(dim=1).float()
@@ -284,13 +280,7 @@ class DreamDiffusion(ReconstructionMethod):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if not self.hparams.linear_probe or datamodule is None or not hasattr(datamodule, "dataset"):
             return
-        loader = torch.utils.data.DataLoader(datamodule.dataset("train", "single"), batch_size=64)
-        emb, labels = [], []
-        for batch in loader:
-            batch = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            emb.append(self._pooled(batch).cpu())
-            labels.append(batch[schema.LABEL].cpu())
-        probe = fit_linear_probe(torch.cat(emb).numpy(), torch.cat(labels).numpy())
+        probe = fit_probe_on(datamodule.dataset("train", "single"), self._pooled, self.device)
         self.probe_metric = LinearProbeAccuracy(probe).to(self.device)
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:

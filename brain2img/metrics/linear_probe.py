@@ -58,3 +58,16 @@ class LinearProbeAccuracy(IdDeduplicatedMetric):
         _, rows = self._rows()
         pred = self.probe.predict(rows["embedding"].cpu().double().numpy())
         return torch.tensor(float(np.mean(pred == rows["label"].cpu().numpy())))
+
+
+@torch.no_grad()
+def fit_probe_on(dataset: torch.utils.data.Dataset, embed: Any, device: torch.device | str,
+                 batch_size: int = 64) -> Pipeline:
+    """Fit :func:`fit_linear_probe` on ``embed(batch)`` of every sample of ``dataset`` (batches moved to ``device``;
+    labels from the ``label`` key)."""
+    emb, labels = [], []
+    for batch in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
+        batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        emb.append(embed(batch).cpu())
+        labels.append(batch["label"].cpu())
+    return fit_linear_probe(torch.cat(emb).numpy(), torch.cat(labels).numpy())
