@@ -45,3 +45,23 @@ def bootstrap_ci(
         means[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(low), float(high)
+
+
+def paired_bootstrap_ci(a: Tensor | np.ndarray, b: Tensor | np.ndarray, n_boot: int = 1000, alpha: float = 0.05,
+                        seed: int = 0) -> tuple[float, float, float]:
+    """Mean difference ``a - b`` of paired per-sample scores (the same test stimuli scored by two methods) and its
+    percentile bootstrap interval, resampling the *pairs* (:func:`bootstrap_ci` of the differences).
+
+    Returns:
+        ``(mean difference, low, high)``.
+
+    Raises:
+        ValueError: ``a`` and ``b`` differ in shape (they must score the same samples in the same order).
+    """
+    a = np.asarray(a.detach().cpu() if isinstance(a, Tensor) else a, dtype=np.float64)
+    b = np.asarray(b.detach().cpu() if isinstance(b, Tensor) else b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired_bootstrap_ci: the two score arrays must pair up, got shapes {a.shape} and {b.shape}")
+    diff = a - b
+    low, high = bootstrap_ci(diff, n_boot=n_boot, alpha=alpha, seed=seed)
+    return float(diff.mean()), low, high

@@ -12,6 +12,7 @@ import torch
 from torchmetrics import Metric
 
 from brain2img.metrics import NWayTopKAccuracy, RetrievalTopK, TwoWayIdentification, bootstrap_ci
+from brain2img.metrics.bootstrap import paired_bootstrap_ci
 
 M = TypeVar("M", bound=Metric)
 
@@ -320,3 +321,20 @@ def test_bootstrap_rejects_bad_input() -> None:
         bootstrap_ci(np.zeros((2, 2)))
     with pytest.raises(ValueError, match="alpha"):
         bootstrap_ci(np.ones(3), alpha=1.5)
+
+
+def test_paired_bootstrap_resamples_pairs_and_matches_scipy_paired() -> None:
+    rng = np.random.default_rng(4)
+    shared = rng.normal(size=300)  # a per-stimulus difficulty both methods share
+    a, b = shared + 0.1 + 0.2 * rng.normal(size=300), shared + 0.2 * rng.normal(size=300)
+    mean, low, high = paired_bootstrap_ci(a, b, n_boot=4000, seed=1)
+    ref = scipy.stats.bootstrap((a, b), lambda x, y: np.mean(x - y), paired=True, n_resamples=4000,
+                                method="percentile", rng=2).confidence_interval
+    se = (a - b).std(ddof=1) / np.sqrt(300)
+    assert mean == pytest.approx(float(np.mean(a - b)))
+    assert low == pytest.approx(ref.low, abs=0.15 * se) and high == pytest.approx(ref.high, abs=0.15 * se)
+    unpaired = bootstrap_ci(a, seed=1)[1] - bootstrap_ci(a, seed=1)[0]
+    assert high - low < 0.5 * unpaired  # pairing removes the shared difficulty from the interval
+    assert paired_bootstrap_ci(a, a) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="pair up"):
+        paired_bootstrap_ci(a, b[:10])
