@@ -84,13 +84,15 @@ def finetune(method: str, arm: str, seed: int, out: Path, checkpoint: str | None
 
 def table(results: list[dict], arms: list[str]) -> str:
     """Per-run metrics, then each arm's difference from scratch on the same test stimuli."""
-    lines = ["| arm | seed | 50-way top-1 [95% CI] | retrieval b->i [95% CI] | retrieval i->b | 2-way | PixCorr | SSIM |",
+    lines = ["| arm | seed | 50-way top-1 [95% CI] | retrieval b->i [95% CI] | retrieval i->b | 2-way | PixCorr "
+             "| SSIM |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         m = r["metrics"]
 
         def ci(key: str, m: dict = m) -> str:
-            return f"{m[key]:.3f} [{m.get(key + '_ci_low', float('nan')):.3f}, {m.get(key + '_ci_high', float('nan')):.3f}]"
+            low, high = m.get(key + "_ci_low", float("nan")), m.get(key + "_ci_high", float("nan"))
+            return f"{m[key]:.3f} [{low:.3f}, {high:.3f}]"
         lines.append(f"| {r['arm']} | {r['seed']} | {ci('test/nway_top1')} | {ci('test/retrieval_brain_to_image')} | "
                      f"{m['test/retrieval_image_to_brain']:.3f} | {m['test/two_way']:.3f} | {m['test/pixcorr']:.3f} | "
                      f"{m['test/ssim']:.3f} |")

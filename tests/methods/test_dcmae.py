@@ -20,7 +20,8 @@ METRICS = {"n_way": 2, "num_trials": 2, "n_boot": 10, "resize": 32}
 def _batch(n: int = 6, voxels: int = 40, size: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return {schema.BRAIN: torch.randn(n, voxels, generator=gen),
-            schema.IMAGE: torch.rand(n, 3, size, size, generator=gen), schema.STIMULUS_ID: torch.arange(n), schema.INDEX: torch.arange(n), schema.LABEL: torch.zeros(n).long()}
+            schema.IMAGE: torch.rand(n, 3, size, size, generator=gen),
+            schema.STIMULUS_ID: torch.arange(n), schema.INDEX: torch.arange(n), schema.LABEL: torch.zeros(n).long()}
 
 
 def _save(module: L.LightningModule, path) -> str:

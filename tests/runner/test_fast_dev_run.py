@@ -17,7 +17,10 @@ import yaml
 
 from brain2img import registry
 from brain2img.cli import main
+from tests.builders import bold5000 as bold5000_files
 from tests.builders import eeg_imagenet as eeg_imagenet_files
+from tests.builders import fmri_corpus as fmri_corpus_files
+from tests.builders import god as god_files
 from tests.builders import nsd as nsd_files
 from tests.builders.raw_eeg import noise, write_fif
 from tests.builders.small import SMALL
@@ -50,6 +53,15 @@ def _corpus(tmp: Path) -> dict[str, Any]:
             "cache_dir": str(tmp / "cache")}
 
 
+def _fmri_sim_corpus(tmp: Path) -> dict[str, Any]:
+    return {"n_subjects": 4, "windows_per_subject": 8, "voxel_range": [40, 60], "n_sources": 4, "val_fraction": 0.25,
+            "batch_size": 16}
+
+
+def _fmri_corpus(tmp: Path) -> dict[str, Any]:
+    return fmri_corpus_files.fast_dev_run_args(tmp)
+
+
 def _arrays(tmp: Path) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     ids = np.tile(np.arange(20), 2)
@@ -63,6 +75,18 @@ def _arrays(tmp: Path) -> dict[str, Any]:
 def _nsd(tmp: Path) -> dict[str, Any]:
     nsd_files.build(tmp / "nsd", nsd_files.write_stimuli(tmp))
     return {"root": str(tmp / "nsd"), "sessions": 2, "trials_per_session": nsd_files.TPS, "image_size": 16,
+            "val_fraction": 0.2, "batch_size": 16, "cache_dir": str(tmp / "cache")}
+
+
+def _bold5000(tmp: Path) -> dict[str, Any]:
+    bold5000_files.build(tmp / "bold5000")
+    return {"root": str(tmp / "bold5000"), "image_size": 16, "val_fraction": 0.2, "batch_size": 16,
+            "cache_dir": str(tmp / "cache")}
+
+
+def _god(tmp: Path) -> dict[str, Any]:
+    god_files.build_npz(tmp / "god", side=16, repeats=3)
+    return {"root": str(tmp / "god"), "subject": 3, "roi": "LVC", "image_size": 16, "test_repeats": 3,
             "val_fraction": 0.2, "batch_size": 16, "cache_dir": str(tmp / "cache")}
 
 
@@ -83,15 +107,22 @@ MINDEYE = {"backbone": TINY_1280, "network": {"preset": "tiny"}, "low_level": {"
            "image_encoder": {"kind": "efficientnet_lite0", "grid": 1}, "num_inference_steps": 2, "metrics": METRICS}
 DREAM = {"backbone": TINY, "encoder": {"preset": "tiny"}, "num_inference_steps": 2, "scheduler": "ddim",
          "linear_probe": False, "metrics": METRICS}
+DCMAE = {**DREAM, "num_samples": 2}
 OSAKA = {"backbone": TINY_1280, "alphas": [0.1, 10.0], "n_folds": 2, "num_inference_steps": 2, "metrics": METRICS}
 CASES = (
     Case("osaka", "simulated", OSAKA, _simulated("fmri")),
     Case("osaka", "arrays", OSAKA, _arrays),
+    Case("osaka", "god", {**OSAKA, "z_roi": "V1", "c_roi": "V3"}, _god),  # roi_columns linked
     Case("mindeye", "nsd", MINDEYE, _nsd),
+    Case("mindeye", "bold5000", MINDEYE, _bold5000),
     Case("dreamdiffusion", "eeg_imagenet", DREAM, _eeg_imagenet),
     Case("dreamdiffusion", "simulated", DREAM, _simulated("eeg")),
     Case("eeg_pretrain", "raw_eeg", {"encoder": {"preset": "tiny"}}, _raw_eeg),
     Case("eeg_pretrain", "simulated_corpus", {"encoder": {"preset": "tiny"}}, _corpus),
+    Case("fmri_pretrain", "simulated_fmri_corpus", {"encoder": {"preset": "tiny"}}, _fmri_sim_corpus),
+    Case("dcmae_cross", "simulated", {"encoder": {"preset": "tiny"}}, _simulated("fmri")),
+    Case("dcmae", "simulated", DCMAE, _simulated("fmri")),
+    Case("fmri_pretrain", "fmri_corpus", {"encoder": {"preset": "tiny"}}, _fmri_corpus),
 )
 
 

@@ -28,8 +28,8 @@ def test_every_entry_imports(entry):
 def test_names_are_unique_and_lookups_fail_clearly():
     names = [e.name for e in registry.ENTRIES]
     assert len(names) == len(set(names)) and {e.kind for e in registry.ENTRIES} == set(registry.KINDS)
-    assert [e.name for e in registry.entries("method")] == ["osaka", "mindeye", "dreamdiffusion", "eeg_pretrain", "dcmae",
-                                                            "dcmae_cross", "fmri_pretrain"]
+    assert [e.name for e in registry.entries("method")] == ["osaka", "mindeye", "dreamdiffusion", "eeg_pretrain",
+                                                            "dcmae", "dcmae_cross", "fmri_pretrain"]
     with pytest.raises(KeyError, match="no method or datamodule called 'nope'.*osaka"):
         registry.get("nope")
     with pytest.raises(ValueError, match="unknown registry kind"):

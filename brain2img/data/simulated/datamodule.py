@@ -24,8 +24,10 @@ from brain2img.io import config_hash, read_json, staging_folder, write_json_atom
 
 log = logging.getLogger(__name__)
 MODALITIES = ("fmri", "eeg")
+EEG_SOURCES = 6  # EEG sources when n_sources is None
 CACHE_VERSION = 2  # 2: stimulus_ids.npy and trial_subject.npy beside the arrays (the prepared-folder layout)
 STIMULI_VERSION = 1
+SOURCES_VERSION = 1  # the shared-source models of brain2img.data.simulated.sources
 CROP_SCALE, FLIP_PROB, JITTER = (0.2, 1.0), 0.5, 0.15
 CHECKSUMS = "checksums.json"
 
@@ -46,6 +48,11 @@ class SimulatedDataModule(PreparedDataModule):
         n_channels: EEG channels.
         sfreq: EEG sampling frequency in Hz.
         duration: EEG epoch length in seconds after stimulus onset (``n_times = round(sfreq * duration)``).
+        n_sources: latent sources. fMRI: ``None`` (default: every voxel its own random projection of the features,
+            nothing shared across subjects) or ``K`` sources common to all subjects, mixed into the voxels
+            (:mod:`~brain2img.data.simulated.sources`); EEG: ``None`` means 6.
+        shared: share of the structure common to all subjects, in ``[0, 1]``: fMRI (needs ``n_sources``) the
+            template's share of the mixing, EEG the weight of common source time courses, drives and mixing.
         val_fraction: fraction of stimuli in the validation split.
         test_fraction: fraction of stimuli in the test split.
         **kwargs: :class:`~brain2img.data.prepared.PreparedDataModule` settings (``seed``: of stimuli, encoding
@@ -67,6 +74,8 @@ class SimulatedDataModule(PreparedDataModule):
         n_channels: int = 32,
         sfreq: float = 128.0,
         duration: float = 0.5,
+        n_sources: int | None = None,
+        shared: float = 0.0,
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         **kwargs: Any,
@@ -84,7 +93,16 @@ class SimulatedDataModule(PreparedDataModule):
         if n_stimuli < 11 or image_size < 16 or n_repeats < 1 or not snr > 0:
             raise ValueError(f"need n_stimuli >= 11, image_size >= 16, n_repeats >= 1 and snr > 0, got "
                              f"n_stimuli={n_stimuli}, image_size={image_size}, n_repeats={n_repeats}, snr={snr}")
+        if n_sources is not None and (int(n_sources) != n_sources or n_sources < 1):
+            raise ValueError(f"n_sources must be a positive integer or null (data.n_sources), got {n_sources!r}")
+        if not 0.0 <= shared <= 1.0:
+            raise ValueError(f"shared must be in [0, 1] (data.shared), got {shared}")
+        if modality == "fmri" and shared != 0 and n_sources is None:
+            raise ValueError(f"shared={shared} (data.shared) needs data.n_sources: without sources the simulated "
+                             "fMRI voxels share no structure across subjects")
         self.save_hyperparameters()
+        self.n_sources = None if n_sources is None else int(n_sources)
+        self.shared = float(shared)
         self._modality, self.subject, self.n_stimuli, self._image_size = modality, int(subject), n_stimuli, image_size
         self.n_repeats, self.snr, self.n_voxels = int(n_repeats), float(snr), n_voxels
         self.n_channels, self._sfreq, self.duration = int(n_channels), float(sfreq), float(duration)
@@ -116,6 +134,8 @@ class SimulatedDataModule(PreparedDataModule):
             cfg["n_voxels"] = self.n_voxels[self.subject]
         else:
             cfg.update(n_channels=self.n_channels, sfreq=self._sfreq, duration=self.duration)
+        if self.n_sources is not None or self.shared != 0:  # absent by default: earlier folders keep their hash
+            cfg.update(n_sources=self.n_sources, shared=self.shared, sources_version=SOURCES_VERSION)
         return cfg
 
     def folder_label(self) -> str:
@@ -151,10 +171,11 @@ class SimulatedDataModule(PreparedDataModule):
         trial_stimulus, trial_repeat = simulator.presentation_order(self.n_stimuli, self.n_repeats, self.seed)
         if self._modality == "fmri":
             brain = simulator.fmri_responses(stim["low"], stim["high"], trial_stimulus, self.n_voxels[self.subject],
-                                             self.snr, self.seed, self.subject)
+                                             self.snr, self.seed, self.subject, self.n_sources, self.shared)
         else:
             brain = simulator.eeg_responses(stim["low"], stim["high"], trial_stimulus, self.n_channels, self._sfreq,
-                                            self.duration, self.snr, self.seed, self.subject)
+                                            self.duration, self.snr, self.seed, self.subject,
+                                            self.n_sources or EEG_SOURCES, self.shared)
         stimulus_ids = np.arange(self.n_stimuli, dtype=np.int64)
         save_arrays(folder, {"brain": brain, "images": stim["images"], "labels": stim["labels"],
                              "trial_stimulus": trial_stimulus, "trial_repeat": trial_repeat,
