@@ -9,7 +9,7 @@ import mne
 import numpy as np
 
 from brain2img.data.raw_eeg import RawEEGDataModule
-from brain2img.data.raw_eeg.cache import WindowCache, open_window_cache
+from brain2img.data.window_cache import WindowCache, open_window_cache
 
 
 def write_fif(path: Path, data: np.ndarray, sfreq: float, ch_names: list[str] | None = None) -> Path:

@@ -14,7 +14,7 @@ from brain2img.data import schema
 from brain2img.data.fmri_corpus import datamodule as corpus_module
 from brain2img.data.fmri_corpus import files as files_module
 from brain2img.data.fmri_corpus.prep import average_windows, window_bounds
-from brain2img.data.raw_eeg.cache import open_window_cache
+from brain2img.data.window_cache import open_window_cache
 from tests.builders.fmri_corpus import ROIS, VOXELS, make_dm, nifti_corpus, reference_samples, write_hcp
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from brain2img.data import schema
-from brain2img.data.raw_eeg.cache import WindowCacheWriter, open_window_cache
 from brain2img.data.raw_eeg.files import resolve_files
 from brain2img.data.raw_eeg.windows import split_windows
+from brain2img.data.window_cache import WindowCacheWriter, open_window_cache
 from tests.builders.raw_eeg import cached, make_dm, noise, write_fif
 
 

@@ -1,12 +1,12 @@
-"""The prepared folder of the fMRI corpus: the raw-EEG window cache's layout, with 2-D samples.
+"""The prepared folder of the fMRI corpus: the window cache's layout (:mod:`brain2img.data.window_cache`), with 1-D
+samples.
 
 The folder holds ``windows.npy`` (float32 ``(n_samples, n_voxels)``: the averaged, z-scored, wrap-padded windows,
 written subject by subject through ``np.lib.format.open_memmap``), ``subjects.npy`` and ``sources.npy`` (sample ->
 subject / file index, the same here: one file per subject), ``starts.npy`` (sample -> first TR of its window; for an
 extra ``.npy``, its row) and ``manifest.json`` (config, one record per file under ``"files"``, ``"shape"`` and the
-sha256 of each array). It is the layout of :mod:`brain2img.data.raw_eeg.cache`, so it is opened and checked by
-:func:`~brain2img.data.raw_eeg.cache.open_window_cache` and served by
-:class:`~brain2img.data.raw_eeg.datamodule.RawEEGWindows`. It is written in a staging folder that is renamed into
+sha256 of each array). It is opened and checked by :func:`~brain2img.data.window_cache.open_window_cache` and served
+by :class:`~brain2img.data.window_cache.CachedWindows`. It is written in a staging folder that is renamed into
 place when complete (:func:`brain2img.io.staging_folder`): a folder with the final name is always whole.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from brain2img.data.manifest import MANIFEST_NAME
-from brain2img.data.raw_eeg.cache import ARRAY_FILES, SOURCES_FILE, STARTS_FILE, SUBJECTS_FILE, WINDOWS_FILE
+from brain2img.data.window_cache import ARRAY_FILES, SOURCES_FILE, STARTS_FILE, SUBJECTS_FILE, WINDOWS_FILE
 from brain2img.io import sha256_file, staging_folder, write_json_atomic
 
 

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from brain2img.data.corpus import CorpusDataModule
 from brain2img.data.fmri import scalar_zscore
 from brain2img.data.fmri_corpus.cache import write_cache
 from brain2img.data.fmri_corpus.files import (
@@ -52,17 +51,16 @@ from brain2img.data.fmri_corpus.files import (
 from brain2img.data.fmri_corpus.prep import REMAINDERS, average_windows, window_bounds
 from brain2img.data.manifest import MANIFEST_NAME
 from brain2img.data.nsd.files import file_fingerprint
-from brain2img.data.raw_eeg.cache import WindowCache, open_window_cache
-from brain2img.data.raw_eeg.datamodule import RawEEGWindows
 from brain2img.data.raw_eeg.windows import split_windows
 from brain2img.data.schema import check_choice
+from brain2img.data.window_cache import CachedCorpusDataModule, WindowCache, open_window_cache
 from brain2img.encoders.voxel_padding import pad_to_length
 from brain2img.io import config_hash, write_json_atomic
 
 FORMAT_VERSION = 1
 
 
-class FMRICorpusDataModule(CorpusDataModule):
+class FMRICorpusDataModule(CachedCorpusDataModule):
     """Unlabelled fMRI samples of many subjects, prepared once into a memory-mapped folder and split by subject.
 
     The sources are HCP subjects, 4-D NIfTI series and extra ``.npy`` matrices, one subject each (see the module
@@ -92,6 +90,8 @@ class FMRICorpusDataModule(CorpusDataModule):
         **kwargs: :class:`~brain2img.data.corpus.CorpusDataModule` settings (``val_fraction``: of subjects, in
             ``[0, 1)``; ``seed``: of the split and the training shuffle; ``batch_size``, ``num_workers``).
     """
+
+    corpus_label = "fMRI corpus folder"
 
     def __init__(self, hcp_root: str | None = None, subjects: list[str] | None = None,
                  rois: Sequence[str] = HCP_ROIS, nifti_files: list[str] | None = None, nifti_mask: str | None = None,
@@ -125,8 +125,6 @@ class FMRICorpusDataModule(CorpusDataModule):
         self._mask: np.ndarray | None = None
         self._identity: dict[str, Any] | None = None
         self._verified: Path | None = None
-        self._cache: WindowCache | None = None
-        self._splits: dict[str, np.ndarray] | None = None
 
     # ----------------------------------------------------------------- shapes
     @property
@@ -247,32 +245,3 @@ class FMRICorpusDataModule(CorpusDataModule):
             info = {**info, "by": "subject", "val_subjects": [cache.manifest["subject_names"][i]
                                                               for i in info["val_files"]]}
         return splits, info
-
-    def setup(self, stage: str | None = None) -> None:
-        """Memory-map the prepared samples (preparing them first if needed) and split them by subject."""
-        if self._cache is not None:
-            return
-        folder = self.cache_folder
-        if not folder.is_dir():
-            self.prepare_data()
-        cache = open_window_cache(folder, verify=False)
-        if cache.manifest["config"] != self.config() or tuple(cache.manifest["shape"][1:]) != self.brain_shape:
-            raise ValueError(f"fMRI corpus folder '{folder}' was built with {cache.manifest['config']}, which "
-                             f"differs from this datamodule's {self.config()}; delete the folder")
-        self._splits, _ = self._split(cache)
-        self._cache = cache
-
-    @property
-    def split_indices(self) -> dict[str, np.ndarray]:
-        """Cached-sample indices of ``"train"`` and ``"val"`` (position ``index`` of a sample -> cached row)."""
-        if self._splits is None:
-            self.setup()
-        assert self._splits is not None
-        return self._splits
-
-    def windows(self, split: str) -> RawEEGWindows:
-        """The samples of ``"train"`` or ``"val"`` (empty val when ``val_fraction=0``), memory-mapped lazily in each
-        process (the raw-EEG cache's Dataset: the same folder layout)."""
-        indices = self.split_indices[split]
-        assert self._cache is not None
-        return RawEEGWindows(self._cache.folder, indices, self._cache.subjects)

@@ -2,7 +2,7 @@
 
 - :mod:`~brain2img.data.raw_eeg.files`: resolving recordings, checksums, reading through MNE, picking channels;
 - :mod:`~brain2img.data.raw_eeg.windows`: pure windowing, channel mapping, z-scoring and the train/val split;
-- :mod:`~brain2img.data.raw_eeg.cache`: the memory-mapped window cache;
+- :mod:`~brain2img.data.window_cache`: the memory-mapped window cache;
 - :class:`RawEEGDataModule`: builds the cache once and serves its windows.
 """
 

@@ -23,14 +23,9 @@ from typing import Any
 
 import mne
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from brain2img.data import schema
-from brain2img.data.corpus import CorpusDataModule
 from brain2img.data.manifest import MANIFEST_NAME
-from brain2img.data.raw_eeg.cache import WINDOWS_FILE, WindowCache, WindowCacheWriter, open_window_cache
 from brain2img.data.raw_eeg.files import (
     pick_channels,
     read_recording,
@@ -52,6 +47,7 @@ from brain2img.data.raw_eeg.windows import (
     zscore,
 )
 from brain2img.data.schema import check_choice
+from brain2img.data.window_cache import CachedCorpusDataModule, WindowCache, WindowCacheWriter, open_window_cache
 from brain2img.io import config_hash, write_json_atomic
 
 SUBJECT_FROM = ("file", "parent")
@@ -60,31 +56,8 @@ _CHUNK = 256  # windows processed at once
 
 
 # ----------------------------------------------------------------------------------------------------- dataset
-class RawEEGWindows(Dataset):
-    """Windows ``indices`` of a cache; the memmap is opened lazily in each process (never pickled to workers)."""
-
-    def __init__(self, folder: Path, indices: np.ndarray, subjects: np.ndarray) -> None:
-        self.path = Path(folder) / WINDOWS_FILE
-        self.indices = np.asarray(indices, dtype=np.int64)
-        self.subjects = subjects
-        self._windows: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
-        if self._windows is None:
-            self._windows = np.load(self.path, mmap_mode="r")
-        j = int(self.indices[i])
-        return {schema.BRAIN: torch.from_numpy(np.array(self._windows[j], dtype=np.float32)),
-                schema.SUBJECT: int(self.subjects[j]), schema.INDEX: int(i)}
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_windows": None}
-
-
 # ----------------------------------------------------------------------------------------------------- datamodule
-class RawEEGDataModule(CorpusDataModule):
+class RawEEGDataModule(CachedCorpusDataModule):
     """Unlabelled EEG windows from raw recordings, cached once as a memory-mapped array, split by recording.
 
     ``prepare_data`` builds (or reuses) the cache folder ``cache_dir/raw_eeg-<hash>``, the hash covering the
@@ -118,6 +91,8 @@ class RawEEGDataModule(CorpusDataModule):
             training shuffle; ``batch_size``, ``num_workers``).
     """
 
+    corpus_label = "window cache"
+
     def __init__(self, files: list[str] | str, cache_dir: str = ".cache/brain2img/raw_eeg", n_channels: int = 128,
                  n_times: int = 512, sfreq: float = 250.0, l_freq: float | None = 5.0, h_freq: float | None = 95.0,
                  window_stride: int | None = None, picks: list[str] | None = None, channel_policy: str = "tile",
@@ -137,8 +112,6 @@ class RawEEGDataModule(CorpusDataModule):
         self.progress = bool(progress)
         self._checksums: list[str] | None = None
         self._verified: Path | None = None
-        self._cache: WindowCache | None = None
-        self._splits: dict[str, np.ndarray] | None = None
 
     # ----------------------------------------------------------------- shapes
     @property
@@ -262,34 +235,6 @@ class RawEEGDataModule(CorpusDataModule):
     def _split(self, cache: WindowCache) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return split_windows(cache.sources, cache.starts, self.n_times, len(cache.manifest["files"]),
                              self.val_fraction, self.seed)
-
-    def setup(self, stage: str | None = None) -> None:
-        """Open the cached windows read-only (building the cache first if it does not exist) and split them."""
-        if self._cache is not None:
-            return
-        folder = self.cache_folder
-        if not folder.is_dir():
-            self.prepare_data()
-        cache = open_window_cache(folder, verify=False)
-        if cache.manifest["config"] != self.config() or tuple(cache.manifest["shape"][1:]) != self.brain_shape:
-            raise ValueError(f"window cache '{folder}' was built with {cache.manifest['config']}, which differs from "
-                             f"this datamodule's {self.config()}; delete the folder")
-        self._splits, _ = self._split(cache)
-        self._cache = cache
-
-    @property
-    def split_indices(self) -> dict[str, np.ndarray]:
-        """Cached-window indices of ``"train"`` and ``"val"`` (position ``index`` of a sample -> window)."""
-        if self._splits is None:
-            self.setup()
-        assert self._splits is not None
-        return self._splits
-
-    def windows(self, split: str) -> RawEEGWindows:
-        """The windows of ``"train"`` or ``"val"`` (empty val when ``val_fraction=0``)."""
-        indices = self.split_indices[split]
-        assert self._cache is not None
-        return RawEEGWindows(self._cache.folder, indices, self._cache.subjects)
 
 
 def _check_settings(n_channels: int, n_times: int, sfreq: float, l_freq: float | None, h_freq: float | None,

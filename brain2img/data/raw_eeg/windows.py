@@ -8,7 +8,7 @@ fewer channels than the model expects, rows are tiled and the remainder filled w
 mapped to 32 give rows ``[0..10, 0..10, 0..9]``. DreamDiffusion takes a random contiguous block when there are *more*
 channels; here that is an error (choose the channels with ``picks``), since a cached corpus must be deterministic.
 
-The window cache they fill is :mod:`brain2img.data.raw_eeg.cache`.
+The window cache they fill is :mod:`brain2img.data.window_cache`.
 """
 
 from __future__ import annotations

@@ -1,21 +1,28 @@
-"""The memory-mapped window cache of a raw-EEG corpus.
+"""The memory-mapped window cache of an unlabelled corpus (raw EEG windows, fMRI samples), and the corpus base that
+serves it.
 
-One folder holding ``windows.npy`` (float32 ``(n_windows, n_channels, n_times)``, written through
+One folder holding ``windows.npy`` (float32 ``(n_windows, *brain_shape)``, written through
 ``np.lib.format.open_memmap``), ``subjects.npy``, ``sources.npy`` (window -> recording index), ``starts.npy``
 (window -> first sample at the target rate) and ``manifest.json`` (with the sha256 of each array). It is written in a
 temporary sibling folder that is renamed into place once complete (:func:`brain2img.io.staging_folder`), so a folder
-with the final name is always whole.
+with the final name is always whole. :class:`CachedCorpusDataModule` opens such a folder, splits it and serves the
+windows memory-mapped (:class:`CachedWindows`).
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
+from brain2img.data import schema
+from brain2img.data.corpus import CorpusDataModule
 from brain2img.data.manifest import MANIFEST_NAME, verify_checksums
 from brain2img.io import read_json, sha256_file, staging_folder, write_json_atomic
 
@@ -147,3 +154,82 @@ def open_window_cache(folder: str | Path, verify: bool = True) -> WindowCache:
         raise ValueError(f"window cache '{folder}': arrays {windows.dtype}{windows.shape}, "
                          f"{[a.shape for a in small]} disagree with the manifest shape {shape}; delete the folder")
     return WindowCache(folder, windows, *small, manifest)
+
+
+class CachedWindows(Dataset):
+    """Windows ``indices`` of a cache; the memmap is opened lazily in each process (never pickled to workers)."""
+
+    def __init__(self, folder: Path, indices: np.ndarray, subjects: np.ndarray) -> None:
+        self.path = Path(folder) / WINDOWS_FILE
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.subjects = subjects
+        self._windows: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor | int]:
+        if self._windows is None:
+            self._windows = np.load(self.path, mmap_mode="r")
+        j = int(self.indices[i])
+        return {schema.BRAIN: torch.from_numpy(np.array(self._windows[j], dtype=np.float32)),
+                schema.SUBJECT: int(self.subjects[j]), schema.INDEX: int(i)}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_windows": None}
+
+
+class CachedCorpusDataModule(CorpusDataModule):
+    """A corpus prepared once into a window cache (:meth:`prepare_data` writes it) and served memory-mapped.
+
+    A subclass implements :attr:`cache_folder`, :meth:`config` (recorded in the manifest: a folder built with
+    another config is refused), :meth:`prepare_data` and :meth:`_split`; :meth:`setup` opens the cache and splits it.
+    """
+
+    corpus_label = "corpus"  #: how errors name the cache folder (e.g. "window cache", "fMRI corpus folder")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cache: WindowCache | None = None
+        self._splits: dict[str, np.ndarray] | None = None
+
+    @property
+    @abstractmethod
+    def cache_folder(self) -> Path:
+        """This config's cache folder."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """The settings that determine the cache (stored in its manifest)."""
+
+    @abstractmethod
+    def _split(self, cache: WindowCache) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Window indices of ``"train"`` and ``"val"``, and a description of the split."""
+
+    def setup(self, stage: str | None = None) -> None:
+        """Open the cached windows read-only (building the cache first if it does not exist) and split them."""
+        if self._cache is not None:
+            return
+        folder = self.cache_folder
+        if not folder.is_dir():
+            self.prepare_data()
+        cache = open_window_cache(folder, verify=False)
+        if cache.manifest["config"] != self.config() or tuple(cache.manifest["shape"][1:]) != self.brain_shape:
+            raise ValueError(f"{self.corpus_label} '{folder}' was built with {cache.manifest['config']}, which "
+                             f"differs from this datamodule's {self.config()}; delete the folder")
+        self._splits, _ = self._split(cache)
+        self._cache = cache
+
+    @property
+    def split_indices(self) -> dict[str, np.ndarray]:
+        """Cached-window indices of ``"train"`` and ``"val"`` (position ``index`` of a sample -> window)."""
+        if self._splits is None:
+            self.setup()
+        assert self._splits is not None
+        return self._splits
+
+    def windows(self, split: str) -> CachedWindows:
+        """The windows of ``"train"`` or ``"val"`` (empty val when ``val_fraction=0``), memory-mapped lazily."""
+        indices = self.split_indices[split]
+        assert self._cache is not None
+        return CachedWindows(self._cache.folder, indices, self._cache.subjects)
