@@ -127,6 +127,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--full", action="store_true", help="dcmae: also the stage 1 -> 2 -> 3 arm")
     parser.add_argument("--out", default="runs/premise")
+    parser.add_argument("--pretrained", default=None,
+                        help="reuse this stage-1 / stage-A checkpoint for every seed instead of pre-training per seed "
+                             "(the pre-trained encoder as a fixed artifact; the seeds then vary fine-tuning only)")
     parser.add_argument("--pretrain_args", nargs="*", default=[], help="extra CLI overrides of the pre-training runs")
     parser.add_argument("--finetune_args", nargs="*", default=[], help="extra CLI overrides of the fine-tuning runs")
     args = parser.parse_args()
@@ -139,8 +142,8 @@ def main() -> None:
     for seed in args.seeds:
         if all((arm, seed) in done for arm in arms):
             continue
-        pre = best_checkpoint(run(CONFIGS[args.method]["pretrain"], f"pretrain_s{seed}", seed, out,
-                                  args.pretrain_args))
+        pre = args.pretrained or best_checkpoint(run(CONFIGS[args.method]["pretrain"], f"pretrain_s{seed}", seed,
+                                                     out, args.pretrain_args))
         todo = {"scratch": None, "pretrained": pre}
         if "full" in arms:
             cross = run(CONFIGS["dcmae"]["cross"], f"cross_s{seed}", seed, out,
@@ -150,7 +153,8 @@ def main() -> None:
             if (arm, seed) not in done:
                 results.append(finetune(args.method, arm, seed, out, todo[arm], args.finetune_args))
                 results_path.write_text(json.dumps(results, indent=1) + "\n")  # resumable: finished runs are kept
-    print(table(sorted(results, key=lambda r: (arms.index(r["arm"]), r["seed"])), arms))
+    shown = [a for a in ("scratch", "pretrained", "full") if any(r["arm"] == a for r in results)]
+    print(table(sorted(results, key=lambda r: (shown.index(r["arm"]), r["seed"])), shown))
 
 
 if __name__ == "__main__":
