@@ -30,7 +30,7 @@ import torch
 
 from brain2img.cli import Brain2ImgCLI
 from brain2img.data import schema
-from brain2img.metrics.bootstrap import bootstrap_ci, paired_bootstrap_ci
+from brain2img.metrics.bootstrap import paired_bootstrap_ci
 
 CONFIGS = {
     "dreamdiffusion": {"pretrain": "conf/dreamdiffusion/pretrain_simulated.yaml",
@@ -99,8 +99,8 @@ def table(results: list[dict], arms: list[str]) -> str:
     lines += ["", "| comparison (paired over test stimuli, hits averaged over seeds) | b->i difference [95% CI] | "
               "i->b difference [95% CI] | mean of seeds' 50-way difference |", "|---|---|---|---|"]
 
-    def mean_hits(arm: str, key: str) -> np.ndarray:
-        runs = [r for r in results if r["arm"] == arm]
+    def mean_hits(arm: str, key: str, seeds: set[int]) -> np.ndarray:
+        runs = [r for r in results if r["arm"] == arm and r["seed"] in seeds]
         order = np.argsort(runs[0]["stimulus_id"])
         assert all(r["stimulus_id"] == runs[0]["stimulus_id"] for r in runs), "arms scored different test stimuli"
         return np.mean([np.asarray(r[key])[order] for r in runs], axis=0)
@@ -109,15 +109,17 @@ def table(results: list[dict], arms: list[str]) -> str:
         if arm == "scratch":
             continue
         cells = []
+        seeds = {r["seed"] for r in results if r["arm"] == arm} & {r["seed"] for r in results if r["arm"] == "scratch"}
         for key in ("b2i", "i2b"):
-            d, lo, hi = paired_bootstrap_ci(mean_hits(arm, key), mean_hits("scratch", key), n_boot=10000)
+            d, lo, hi = paired_bootstrap_ci(mean_hits(arm, key, seeds), mean_hits("scratch", key, seeds), n_boot=10000)
             cells.append(f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]")
-        nway = [r["metrics"]["test/nway_top1"] for r in results if r["arm"] == arm]
-        base = [r["metrics"]["test/nway_top1"] for r in results if r["arm"] == "scratch"]
+        nway = [r["metrics"]["test/nway_top1"] for r in sorted(results, key=lambda r: r["seed"])
+                if r["arm"] == arm and r["seed"] in seeds]
+        base = [r["metrics"]["test/nway_top1"] for r in sorted(results, key=lambda r: r["seed"])
+                if r["arm"] == "scratch" and r["seed"] in seeds]
         diffs = np.asarray(nway) - np.asarray(base)
-        lo, hi = bootstrap_ci(diffs, n_boot=10000) if len(diffs) > 1 else (float("nan"), float("nan"))
         cells.append(f"{diffs.mean():+.4f} (seeds' range [{diffs.min():+.4f}, {diffs.max():+.4f}])")
-        lines.append(f"| {arm} - scratch | " + " | ".join(cells) + " |")
+        lines.append(f"| {arm} - scratch (seeds {sorted(seeds)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
