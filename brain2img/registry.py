@@ -69,7 +69,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("raw_eeg", "datamodule", "brain2img.data.raw_eeg.RawEEGDataModule",
           "unlabelled windows of raw EEG recordings (EDF/BDF/FIF/BrainVision), for pre-training"),
     Entry("fmri_corpus", "datamodule", "brain2img.data.fmri_corpus.FMRICorpusDataModule",
-          "unlabelled fMRI samples of many subjects (HCP visual cortex, 4-D NIfTI, .npy), for MAE pre-training"),
+          "unlabelled fMRI of many subjects (HCP visual cortex, 4-D NIfTI, GOD training fMRI, .npy), for pre-training"),
 )
 
 

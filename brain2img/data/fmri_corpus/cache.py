@@ -4,10 +4,11 @@ samples.
 The folder holds ``windows.npy`` (float32 ``(n_samples, n_voxels)``: the averaged, z-scored, wrap-padded windows,
 written subject by subject through ``np.lib.format.open_memmap``), ``subjects.npy`` and ``sources.npy`` (sample ->
 subject / file index, the same here: one file per subject), ``starts.npy`` (sample -> first TR of its window; for an
-extra ``.npy``, its row) and ``manifest.json`` (config, one record per file under ``"files"``, ``"shape"`` and the
-sha256 of each array). It is opened and checked by :func:`~brain2img.data.window_cache.open_window_cache` and served
-by :class:`~brain2img.data.window_cache.CachedWindows`. It is written in a staging folder that is renamed into
-place when complete (:func:`brain2img.io.staging_folder`): a folder with the final name is always whole.
+extra ``.npy`` or a GOD file, its row) and ``manifest.json`` (config, one record per file under ``"files"``,
+``"shape"`` and the sha256 of each array). It is opened and checked by
+:func:`~brain2img.data.window_cache.open_window_cache` and served by
+:class:`~brain2img.data.window_cache.CachedWindows`. It is written in a staging folder that is renamed into place
+when complete (:func:`brain2img.io.staging_folder`): a folder with the final name is always whole.
 """
 
 from __future__ import annotations

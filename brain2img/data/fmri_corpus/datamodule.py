@@ -6,11 +6,13 @@ visual cortex (``code/dataset.py::hcp_dataset``; "around 136,000 fMRI samples fr
 MinD-Vis README). Per subject, the reference (``process_voxel_ts``) concatenates the ROIs V1, V2, V3, V4, averages
 non-overlapping windows of ``8 // 0.75 = 10`` TRs (120 samples from 1,200 TRs), wrap-pads the voxels to a multiple
 of 16 and z-scores the padded matrix with one scalar mean and std. HCP subjects share the CIFTI grayordinates, so
-there they all have the same voxel count; with GOD included (``include_kam``), everything is then wrap-padded to
-the longest subject.
+there they all have the same voxel count; with GOD included (``include_kam``: the ``VC`` columns of the training fMRI
+``arr_0`` of ``sbj_1..5.npz``, 1,200 rows each, as samples without windowing), everything is then wrap-padded to the
+longest subject.
 
 Here, per source file (one subject each): the time series ``(TRs, voxels)`` -> windows of ``window_trs`` TRs
-averaged (:mod:`brain2img.data.fmri_corpus.prep`) -> one scalar z-score over the subject's samples
+averaged (:mod:`brain2img.data.fmri_corpus.prep`; the rows of extra ``.npy`` matrices and GOD files are samples
+already) -> one scalar z-score over the subject's samples
 (:func:`brain2img.data.fmri.scalar_zscore`) -> wrap-padded to the longest subject of the corpus
 (:func:`brain2img.encoders.voxel_padding.pad_to_length`). Padding to whole patches is the model's job, so
 ``brain_shape`` is ``(longest voxel count,)``. Samples: ``{"brain": float32 (V,), "subject": int64, "index":
@@ -24,7 +26,10 @@ Differences from the reference, by design:
   model pads to whole patches; the padded columns differ only in which voxels are repeated (the reference pads each
   subject to a multiple of 16 first, then to the common length).
 - Subjects are read in sorted (or the given) order, not ``os.listdir`` order; no interpolation augmentation
-  (``aug_times``, 1 in the reference's configs); GOD training fMRI is added through ``extra_arrays``.
+  (``aug_times``, 1 in the reference's configs).
+- GOD subject files (``god_files``) are read through the GOD wing's readers (:mod:`brain2img.data.god.files`), and
+  only their ROI masks and training fMRI ``arr_0``: the test fMRI (``arr_1``, ``arr_2``) is never read, so the
+  pre-trained encoder has not seen the fMRI of the images it is evaluated on.
 """
 
 from __future__ import annotations
@@ -39,10 +44,13 @@ from tqdm.auto import tqdm
 from brain2img.data.fmri import scalar_zscore
 from brain2img.data.fmri_corpus.cache import write_cache
 from brain2img.data.fmri_corpus.files import (
+    GOD_TRAIN,
     HCP_ROIS,
+    UNWINDOWED,
     Source,
     hcp_subject_files,
     plan_array,
+    plan_god,
     plan_hcp,
     plan_nifti,
     read_mask,
@@ -63,8 +71,8 @@ FORMAT_VERSION = 1
 class FMRICorpusDataModule(CachedCorpusDataModule):
     """Unlabelled fMRI samples of many subjects, prepared once into a memory-mapped folder and split by subject.
 
-    The sources are HCP subjects, 4-D NIfTI series and extra ``.npy`` matrices, one subject each (see the module
-    docstring for the steps and the differences from the reference).
+    The sources are HCP subjects, 4-D NIfTI series, extra ``.npy`` matrices and GOD subject files, one subject each
+    (see the module docstring for the steps and the differences from the reference).
 
     ``prepare_data`` builds (or reuses) the folder ``cache_dir/fmri_corpus-<hash>``, the hash covering the settings
     and the fingerprint of every source file (size, mtime and sha256 of its first and last MiB; the mask's sha256);
@@ -81,7 +89,14 @@ class FMRICorpusDataModule(CachedCorpusDataModule):
         nifti_files: 4-D NIfTI series ``(X, Y, Z, T)``, one subject each, in this order.
         nifti_mask: 3-D NIfTI mask on the series' grid (same shape and affine; nonzero = kept, C order of the mask).
         extra_arrays: ``.npy`` matrices ``(samples, voxels)`` (float), one subject each, added as samples without
-            windowing (e.g. GOD training fMRI); z-scored per matrix like every subject.
+            windowing; z-scored per matrix like every subject.
+        god_files: MinD-Vis / DC-MAE GOD subject files ``sbj_{k}.npz`` (e.g. ``/data/Kamitani/npz/sbj_1.npz``), one
+            subject each (DC-MAE's ``include_kam=True`` uses all 5): the rows of the training fMRI ``arr_0`` (1,200
+            per subject) in the columns of the ROI mask ``god_roi`` are added as samples without windowing, z-scored
+            per subject and wrap-padded like every subject. The test fMRI ``arr_1`` / ``arr_2`` is never read:
+            pre-training must not see the fMRI of the test images.
+        god_roi: the key of the boolean ROI mask of ``god_files`` (``VC``: V1-V4, LOC, FFA, PPA; or ``LVC``,
+            ``HVC``, ``V1``, ...).
         window_trs: TRs averaged into one sample (the reference's ``8 // 0.75 = 10``).
         remainder: TRs beyond a whole number of windows: ``"spread"`` over the first windows (the reference's
             ``np.array_split``) or ``"drop"``ped (every window exactly ``window_trs`` TRs).
@@ -95,7 +110,8 @@ class FMRICorpusDataModule(CachedCorpusDataModule):
 
     def __init__(self, hcp_root: str | None = None, subjects: list[str] | None = None,
                  rois: Sequence[str] = HCP_ROIS, nifti_files: list[str] | None = None, nifti_mask: str | None = None,
-                 extra_arrays: list[str] | None = None, window_trs: int = 10, remainder: str = "spread",
+                 extra_arrays: list[str] | None = None, god_files: list[str] | None = None, god_roi: str = "VC",
+                 window_trs: int = 10, remainder: str = "spread",
                  cache_dir: str = ".cache/brain2img/fmri_corpus", progress: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.save_hyperparameters()
@@ -115,11 +131,18 @@ class FMRICorpusDataModule(CachedCorpusDataModule):
         self.nifti_files = [Path(p) for p in nifti_files or []]
         self.nifti_mask = None if nifti_mask is None else Path(nifti_mask)
         self.extra_arrays = [Path(p) for p in extra_arrays or []]
-        paths = [str(p) for p in self.nifti_files + self.extra_arrays]
+        if isinstance(god_files, str):
+            raise ValueError(f"god_files must be a list of sbj_<k>.npz paths, got the string {god_files!r}")
+        if not isinstance(god_roi, str) or not god_roi:
+            raise ValueError(f"god_roi must be the name of a ROI mask of the GOD files (e.g. 'VC'), got {god_roi!r}")
+        self.god_files, self.god_roi = [Path(p) for p in god_files or []], god_roi
+        paths = [str(p) for p in self.nifti_files + self.extra_arrays + self.god_files]
         if len(set(paths)) != len(paths):
-            raise ValueError(f"nifti_files and extra_arrays name a file twice: {sorted(paths)}")
-        if not (self.hcp_files or self.nifti_files or self.extra_arrays):
-            raise ValueError("the fMRI corpus is empty: set hcp_root, nifti_files (with nifti_mask) or extra_arrays")
+            twice = sorted({p for p in paths if paths.count(p) > 1})
+            raise ValueError(f"nifti_files, extra_arrays and god_files name a file twice: {twice} (in {paths})")
+        if not (self.hcp_files or self.nifti_files or self.extra_arrays or self.god_files):
+            raise ValueError("the fMRI corpus is empty: set hcp_root, nifti_files (with nifti_mask), extra_arrays or "
+                             "god_files")
         self.cache_dir, self.progress = Path(cache_dir), bool(progress)
         self._sources: list[Source] | None = None
         self._mask: np.ndarray | None = None
@@ -133,7 +156,8 @@ class FMRICorpusDataModule(CachedCorpusDataModule):
 
     @property
     def brain_shape(self) -> tuple[int]:
-        """``(n_voxels,)``: the longest subject's voxel count (every subject is wrap-padded to it)."""
+        """``(n_voxels,)``: the longest subject's voxel count (every subject is wrap-padded to it), known from the
+        headers (a GOD file: its ROI mask's count) before any data is read."""
         return (max(s.n_voxels for s in self.sources),)
 
     @property
@@ -147,22 +171,27 @@ class FMRICorpusDataModule(CachedCorpusDataModule):
                 sources += [plan_nifti(p, mask, affine, self.nifti_mask) for p in self.nifti_files]
                 self._mask = mask
             sources += [plan_array(p) for p in self.extra_arrays]
+            sources += [plan_god(p, self.god_roi) for p in self.god_files]
             for s in sources:
-                if s.kind != "array":
+                if s.kind not in UNWINDOWED:
                     window_bounds(s.n_rows, self.window_trs, self.remainder, self._rows_label(s))
             self._sources = sources
         return self._sources
 
     @property
     def subject_names(self) -> list[str]:
-        """Name of each subject id: HCP folder names, then NIfTI and ``.npy`` paths."""
+        """Name of each subject id: HCP folder names, then NIfTI, ``.npy`` and GOD file paths."""
         return [s.name for s in self.sources]
 
     # ----------------------------------------------------------------- cache identity
     def config(self) -> dict[str, Any]:
-        """The settings that determine the prepared samples."""
-        return {"format_version": FORMAT_VERSION, "rois": list(self.rois), "window_trs": self.window_trs,
-                "remainder": self.remainder, "n_voxels": self.brain_shape[0]}
+        """The settings that determine the prepared samples (``god_roi`` only with ``god_files``, so the folders of
+        corpora without GOD keep their names)."""
+        config = {"format_version": FORMAT_VERSION, "rois": list(self.rois), "window_trs": self.window_trs,
+                  "remainder": self.remainder, "n_voxels": self.brain_shape[0]}
+        if self.god_files:
+            config["god_roi"] = self.god_roi
+        return config
 
     def identity(self) -> dict[str, Any]:
         """The config, the kind, name and fingerprint of every source, and the mask's sha256 (computed once)."""
@@ -202,8 +231,8 @@ class FMRICorpusDataModule(CachedCorpusDataModule):
 
     def _samples(self, source: Source) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """One subject's samples (z-scored, unpadded), the first TR (or row) of each, and its manifest record."""
-        values = read_source(source, self.rois, self._mask)
-        if source.kind == "array":
+        values = read_source(source, self.rois, self._mask, self.god_roi)
+        if source.kind in UNWINDOWED:
             samples, starts, used = values, np.arange(len(values), dtype=np.int64), len(values)
         else:
             bounds = window_bounds(source.n_rows, self.window_trs, self.remainder, self._rows_label(source))
@@ -212,12 +241,14 @@ class FMRICorpusDataModule(CachedCorpusDataModule):
         z, mean, std = scalar_zscore(samples, np.ones(len(samples), dtype=bool), what)
         record = {"name": source.name, "kind": source.kind, "path": str(source.path), "n_rows": source.n_rows,
                   "rows_used": used, "n_voxels": source.n_voxels, "n_samples": len(z), "mean": mean, "std": std}
+        if source.kind == "god":
+            record.update(field=GOD_TRAIN, roi=self.god_roi)
         return z, starts, record
 
     def _build(self, folder: Path) -> None:
         """Read, window, z-score and pad every subject into a new corpus folder."""
         sources, length = self.sources, self.brain_shape[0]
-        counts = [s.n_rows if s.kind == "array" else s.n_rows // self.window_trs for s in sources]
+        counts = [s.n_rows if s.kind in UNWINDOWED else s.n_rows // self.window_trs for s in sources]
         records: list[dict[str, Any]] = []
 
         def blocks() -> Iterator[tuple[np.ndarray, int, np.ndarray]]:

@@ -1,8 +1,10 @@
-"""Readers of the fMRI corpus's sources: HCP visual-cortex ``.npz`` files, 4-D NIfTI series with a mask, ``.npy``.
+"""Readers of the fMRI corpus's sources: HCP visual-cortex ``.npz`` files, 4-D NIfTI series with a mask, ``.npy``,
+GOD subject files.
 
-Every source is one subject. :func:`plan_hcp`, :func:`plan_nifti` and :func:`plan_array` describe it from its
-header alone (a :class:`Source`: TRs or samples, voxels), so every shape error comes before any data is read and the
-corpus's voxel count is known before preparation; :func:`read_source` then reads its values, checked for NaN/Inf.
+Every source is one subject. :func:`plan_hcp`, :func:`plan_nifti`, :func:`plan_array` and :func:`plan_god` describe
+it from its header alone (a :class:`Source`: TRs or samples, voxels), so every shape error comes before any data is
+read and the corpus's voxel count is known before preparation; :func:`read_source` then reads its values, checked
+for NaN/Inf.
 Files are opened through :mod:`brain2img.io`, so a missing, empty, truncated or foreign file is an error naming the
 file, the format and the cause; every field is checked, and a value that does not fit is an error naming the file
 and the field, never a silent fix.
@@ -13,8 +15,12 @@ and the field, never a silent fix.
   reference's ``'VC'`` concatenates them in that order along the voxels.
 - NIfTI: a 4-D series ``(X, Y, Z, T)`` and a 3-D mask on the same grid (shape and affine); the voxels are the
   mask's nonzero ones in C order of ``(X, Y, Z)``. The series is read in chunks of TRs (a 4-D run can be GBs).
-- Extra ``.npy`` matrices ``(samples, voxels)`` of one subject each, taken as samples (no windowing), e.g. GOD
-  training fMRI.
+- Extra ``.npy`` matrices ``(samples, voxels)`` of one subject each, taken as samples (no windowing).
+- GOD (DC-MAE ``code/dataset.py::hcp_dataset(include_kam=True)``): the MinD-Vis / DC-MAE ``sbj_{k}.npz`` of one
+  subject (:mod:`brain2img.data.god.files`, whose readers and checks are used here): the training fMRI ``arr_0``
+  ``(1200 rows, columns)`` restricted to the columns of a boolean ROI mask (``VC`` by default), taken as samples (no
+  windowing). Only the ROI masks and ``arr_0`` are read: the test fMRI (``arr_1``, ``arr_2``) never enters the
+  corpus, so pre-training never sees the fMRI the decoders are evaluated on.
 """
 
 from __future__ import annotations
@@ -27,6 +33,12 @@ from typing import Any
 import numpy as np
 
 from brain2img.data.fmri_corpus.prep import check_finite
+from brain2img.data.god.files import FIELDS as GOD_FIELDS
+from brain2img.data.god.files import SUBJECT_WHAT as GOD_WHAT
+from brain2img.data.god.files import _finite as god_finite
+from brain2img.data.god.files import _header as god_header
+from brain2img.data.god.files import _member as god_member
+from brain2img.data.god.files import read_roi_masks
 from brain2img.io import load_nifti, load_nifti_array, load_npy, load_npz, reading
 
 HCP_FILE = "HCP_visual_voxel.npz"
@@ -36,6 +48,8 @@ NIFTI_WHAT = "fMRI time series (4-D NIfTI)"
 MASK_WHAT = "voxel mask (3-D NIfTI, nonzero = kept)"
 ARRAY_WHAT = "extra fMRI samples (.npy, samples x voxels)"
 NPZ_FORMAT = "NumPy .npz"
+GOD_TRAIN = "arr_0"  # the only fMRI field of a GOD subject file the corpus reads (never the test arr_1, arr_2)
+UNWINDOWED = ("array", "god")  # kinds whose rows are samples already
 CHUNK_BYTES = 256 << 20  # float64 bytes of a 4-D series read at once
 
 
@@ -44,11 +58,11 @@ class Source:
     """One subject's file, described from its header.
 
     Attributes:
-        name: the subject's name (HCP: its folder name; NIfTI and ``.npy``: the path).
-        kind: ``"hcp"``, ``"nifti"`` or ``"array"``.
+        name: the subject's name (HCP: its folder name; NIfTI, ``.npy`` and GOD: the path).
+        kind: ``"hcp"``, ``"nifti"``, ``"array"`` or ``"god"``.
         path: the file.
-        n_rows: TRs (``"hcp"``, ``"nifti"``) or samples (``"array"``).
-        n_voxels: voxels of a row.
+        n_rows: TRs (``"hcp"``, ``"nifti"``) or samples (``"array"``, ``"god"``: the rows of ``arr_0``).
+        n_voxels: voxels of a row (``"god"``: the ROI mask's count).
     """
 
     name: str
@@ -220,14 +234,74 @@ def read_array(source: Source) -> np.ndarray:
     return samples
 
 
+# ----------------------------------------------------------------------------------------------------- GOD
+def plan_god(path: Path, roi: str) -> Source:
+    """Describe one GOD subject file (``sbj_{k}.npz``) from its ROI masks and the header of ``arr_0``.
+
+    The data of ``arr_0`` is not read, and the test fields ``arr_1``, ``arr_2`` are never opened.
+
+    Args:
+        path: the subject file.
+        roi: the key of its boolean ROI mask over the columns (e.g. ``"VC"``).
+
+    Raises:
+        FileFormatError: not a readable ``.npz``.
+        ValueError: no ROI mask ``roi`` or one that is not a non-empty boolean vector
+            (:func:`~brain2img.data.god.files.read_roi_masks`), no ``arr_0``, or an ``arr_0`` that is not a real
+            numeric ``(rows >= 1, mask length)`` matrix; each error names the file and the field.
+    """
+    path = Path(path)
+    mask, _ = read_roi_masks(path, roi)
+    with load_npz(path, GOD_WHAT) as npz:
+        if GOD_TRAIN not in npz.files:
+            raise ValueError(f"{GOD_WHAT} '{path}' lacks the field(s) ['{GOD_TRAIN}']; it holds {npz.files}; "
+                             f"expected ['{GOD_TRAIN}: {GOD_FIELDS[GOD_TRAIN]}']")
+        shape, dtype = god_header(npz, path, GOD_TRAIN)
+    real = np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)
+    if len(shape) != 2 or shape[0] < 1 or shape[1] != len(mask) or not real:
+        raise ValueError(f"{GOD_WHAT} '{path}': field '{GOD_TRAIN}' ({GOD_FIELDS[GOD_TRAIN]}) is {dtype} {shape}, "
+                         f"expected a real numeric (rows, {len(mask)}) matrix with at least one row: one column per "
+                         f"entry of the ROI mask '{roi}'")
+    return Source(str(path), "god", path, int(shape[0]), int(mask.sum()))
+
+
+def read_god(source: Source, roi: str) -> np.ndarray:
+    """The training rows of a GOD subject file in the columns of its ROI mask: float64 ``(rows, mask count)``.
+
+    Only the ROI masks and ``arr_0`` are read (never the test fMRI ``arr_1``, ``arr_2``).
+
+    Raises:
+        ValueError: NaN/Inf values in the ROI's columns of ``arr_0`` (the file, the field and the first row named).
+        RuntimeError: the file changed since :func:`plan_god` described it.
+    """
+    mask, _ = read_roi_masks(source.path, roi)
+    with load_npz(source.path, GOD_WHAT, keys=(GOD_TRAIN,)) as npz:
+        train = god_member(npz, source.path, GOD_TRAIN)
+    if train.ndim != 2 or train.shape[1] != len(mask):
+        raise RuntimeError(f"'{source.path}' field '{GOD_TRAIN}' has shape {train.shape}, not (rows, {len(mask)}) "
+                           "as when it was planned: it changed while the corpus was prepared")
+    samples = train[:, mask].astype(np.float64)
+    _check_unchanged(samples, source)
+    return god_finite(samples, source.path, GOD_TRAIN, roi)
+
+
 # ----------------------------------------------------------------------------------------------------- any
-def read_source(source: Source, rois: Sequence[str], mask: np.ndarray | None) -> np.ndarray:
-    """The rows of any source (TRs or samples): float64 ``(n_rows, n_voxels)``."""
+def read_source(source: Source, rois: Sequence[str], mask: np.ndarray | None, god_roi: str = "VC") -> np.ndarray:
+    """The rows of any source (TRs or samples): float64 ``(n_rows, n_voxels)``.
+
+    Args:
+        source: from one of the ``plan_*`` functions.
+        rois: the HCP arrays (``"hcp"`` sources).
+        mask: the 3-D NIfTI mask (``"nifti"`` sources).
+        god_roi: the ROI mask key of GOD subject files (``"god"`` sources).
+    """
     if source.kind == "hcp":
         return read_hcp(source, rois)
     if source.kind == "nifti":
         assert mask is not None, "a NIfTI source needs its mask"
         return read_nifti(source, mask)
+    if source.kind == "god":
+        return read_god(source, god_roi)
     return read_array(source)
 
 
