@@ -35,9 +35,9 @@ import numpy as np
 from brain2img.data.fmri_corpus.prep import check_finite
 from brain2img.data.god.files import FIELDS as GOD_FIELDS
 from brain2img.data.god.files import SUBJECT_WHAT as GOD_WHAT
-from brain2img.data.god.files import _finite as god_finite
-from brain2img.data.god.files import _header as god_header
-from brain2img.data.god.files import _member as god_member
+from brain2img.data.god.files import finite_rows as god_finite
+from brain2img.data.god.files import npz_header as god_header
+from brain2img.data.god.files import npz_member as god_member
 from brain2img.data.god.files import read_roi_masks
 from brain2img.io import load_nifti, load_nifti_array, load_npy, load_npz, reading
 

@@ -65,12 +65,12 @@ def subject_file(root: str | Path, subject: int) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------- sbj_k.npz
-def _member(npz: Any, path: Path, key: str) -> np.ndarray:
+def npz_member(npz: Any, path: Path, key: str) -> np.ndarray:
     with reading(path, NPZ, SUBJECT_WHAT):
         return np.asarray(npz[key])
 
 
-def _header(npz: Any, path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
+def npz_header(npz: Any, path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of ``key`` from its ``.npy`` header, without reading the data."""
     with reading(path, NPZ, SUBJECT_WHAT), npz.zip.open(f"{key}.npy") as handle:
         version = np.lib.format.read_magic(handle)
@@ -101,7 +101,7 @@ def read_roi_masks(path: str | Path, roi: str) -> tuple[np.ndarray, dict[str, np
         if roi not in names:
             raise ValueError(f"{SUBJECT_WHAT} '{path}' has no ROI mask '{roi}' (its ROI masks: {names}; arrays: "
                              f"{[k for k in npz.files if k not in names]})")
-        masks = {name: _member(npz, path, name) for name in names}
+        masks = {name: npz_member(npz, path, name) for name in names}
     mask = masks[roi]
     if mask.dtype != np.bool_ or mask.ndim != 1 or not mask.any():
         raise ValueError(f"{SUBJECT_WHAT} '{path}': ROI mask '{roi}' is {mask.dtype} {mask.shape} with "
@@ -140,7 +140,7 @@ def _check_index(arr: np.ndarray, n: int, path: Path, key: str, of: str) -> np.n
     return arr.astype(np.int64)
 
 
-def _finite(x: np.ndarray, path: Path, key: str, roi: str) -> np.ndarray:
+def finite_rows(x: np.ndarray, path: Path, key: str, roi: str) -> np.ndarray:
     found = first_nonfinite(x)
     if found is not None:
         row, col, count = found
@@ -179,7 +179,7 @@ def read_subject(path: str | Path, roi: str, mask: np.ndarray, n_train_images: i
                 if missing == ["arr_4"] else ""
             raise ValueError(f"{SUBJECT_WHAT} '{path}' lacks the field(s) {missing}{why}; it holds {npz.files}; "
                              f"expected {[f'{k}: {FIELDS[k]}' for k in need]}")
-        shapes = {k: _header(npz, path, k) for k in need}
+        shapes = {k: npz_header(npz, path, k) for k in need}
         for key in ("arr_0", "arr_1", "arr_2"):
             shape, dtype = shapes[key]
             if len(shape) != 2 or shape[1] != len(mask) or not np.issubdtype(dtype, np.number):
@@ -198,17 +198,17 @@ def read_subject(path: str | Path, roi: str, mask: np.ndarray, n_train_images: i
             raise ValueError(f"{SUBJECT_WHAT} '{path}': field 'arr_1' has {n_trials} rows, expected 'arr_2' rows x "
                              f"test_repeats = {n_avg} x {test_repeats} = {n_avg * test_repeats}; set test_repeats "
                              "to the repeats of each test image")
-        train_image = _check_index(_member(npz, path, "arr_3"), n_train_images, path, "arr_3",
+        train_image = _check_index(npz_member(npz, path, "arr_3"), n_train_images, path, "arr_3",
                                    f"images of '{images_path}' field 'train_images'")
-        train = _finite(_member(npz, path, "arr_0")[:, mask].astype(np.float64), path, "arr_0", roi)
-        average = _finite(_member(npz, path, "arr_2")[:, mask].astype(np.float64), path, "arr_2", roi)
+        train = finite_rows(npz_member(npz, path, "arr_0")[:, mask].astype(np.float64), path, "arr_0", roi)
+        average = finite_rows(npz_member(npz, path, "arr_2")[:, mask].astype(np.float64), path, "arr_2", roi)
         if not per_trial:
             return SubjectArrays(train, train_image, average, np.arange(n_avg, dtype=np.int64), "arr_2")
         if shapes["arr_4"][0] != (n_trials,):
             raise ValueError(f"{SUBJECT_WHAT} '{path}': field 'arr_4' (test_images index per arr_1 row) has shape "
                              f"{shapes['arr_4'][0]}, but 'arr_1' has {n_trials} rows")
-        test_image = _check_index(_member(npz, path, "arr_4"), n_avg, path, "arr_4", "test images of 'arr_2'")
-        trials = _finite(_member(npz, path, "arr_1")[:, mask].astype(np.float64), path, "arr_1", roi)
+        test_image = _check_index(npz_member(npz, path, "arr_4"), n_avg, path, "arr_4", "test images of 'arr_2'")
+        trials = finite_rows(npz_member(npz, path, "arr_1")[:, mask].astype(np.float64), path, "arr_1", roi)
     where = f"{SUBJECT_WHAT} '{path}'"
     check_test_design(test_image, n_avg, test_repeats, f"{where} field 'arr_4'")
     check_test_average(trials, test_image, average, f"{where} fields 'arr_1', 'arr_4' and 'arr_2'")
