@@ -66,6 +66,7 @@ def subject_file(root: str | Path, subject: int) -> Path:
 
 # --------------------------------------------------------------------------------------------------- sbj_k.npz
 def npz_member(npz: Any, path: Path, key: str) -> np.ndarray:
+    """Array ``key`` of an open npz, errors naming the file."""
     with reading(path, NPZ, SUBJECT_WHAT):
         return np.asarray(npz[key])
 
@@ -141,6 +142,7 @@ def _check_index(arr: np.ndarray, n: int, path: Path, key: str, of: str) -> np.n
 
 
 def finite_rows(x: np.ndarray, path: Path, key: str, roi: str) -> np.ndarray:
+    """``x`` if every value is finite, else an error naming the file, the field, the ROI and the first bad row."""
     found = first_nonfinite(x)
     if found is not None:
         row, col, count = found
