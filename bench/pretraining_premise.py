@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -129,18 +130,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--full", action="store_true", help="dcmae: also the stage 1 -> 2 -> 3 arm")
     parser.add_argument("--out", default="runs/premise")
+    parser.add_argument("--arms", nargs="+", default=None, choices=["scratch", "pretrained", "full"],
+                        help="run only these arms (e.g. a pre-training variant against a scratch arm on record)")
     parser.add_argument("--pretrained", default=None,
                         help="reuse this stage-1 / stage-A checkpoint for every seed instead of pre-training per seed "
                              "(the pre-trained encoder as a fixed artifact; the seeds then vary fine-tuning only)")
-    parser.add_argument("--pretrain_args", nargs="*", default=[], help="extra CLI overrides of the pre-training runs")
-    parser.add_argument("--finetune_args", nargs="*", default=[], help="extra CLI overrides of the fine-tuning runs")
+    parser.add_argument("--pretrain_args", default="", help="extra CLI overrides of the pre-training runs, one "
+                        "quoted string: --pretrain_args='--model.init_args.mask_loss_weight 1'")
+    parser.add_argument("--finetune_args", default="", help="extra CLI overrides of the fine-tuning runs (as above)")
     args = parser.parse_args()
+    args.pretrain_args, args.finetune_args = shlex.split(args.pretrain_args), shlex.split(args.finetune_args)
     out = Path(args.out) / args.method
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else []
     done = {(r["arm"], r["seed"]) for r in results}
     arms = ["scratch", "pretrained"] + (["full"] if args.full and args.method == "dcmae" else [])
+    arms = [a for a in arms if args.arms is None or a in args.arms]
     for seed in args.seeds:
         if all((arm, seed) in done for arm in arms):
             continue
