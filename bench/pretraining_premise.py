@@ -26,10 +26,12 @@ import shlex
 import time
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 
 from brain2img.cli import Brain2ImgCLI
+from brain2img.cli import main as cli_main
 from brain2img.data import schema
 from brain2img.metrics.bootstrap import paired_bootstrap_ci
 
@@ -41,6 +43,30 @@ CONFIGS = {
 }
 KEYS = ("test/nway_top1", "test/retrieval_brain_to_image", "test/retrieval_image_to_brain", "test/two_way",
         "test/pixcorr", "test/ssim")
+
+
+class NWayCapture(L.Callback):
+    """Keeps the per-stimulus n-way top-1 scores of a test run (before the method drops its metrics)."""
+
+    scores: dict[int, float] = {}
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        nway = pl_module.test_metrics.nway
+        ids = nway._synced(lambda: nway._rows()[0])
+        NWayCapture.scores = dict(zip(ids.tolist(), nway.per_sample().tolist(), strict=True))
+
+
+def nway_per_stimulus(checkpoint: str) -> dict[str, list]:
+    """Test ``checkpoint`` again (model and data from the config inside it) and return its per-stimulus n-way top-1."""
+    cli_main(["test", "--ckpt_path", checkpoint, "--trainer.logger", "false", "--trainer.enable_progress_bar",
+                  "false", "--trainer.callbacks+=pretraining_premise.NWayCapture"])
+    import pretraining_premise  # the module the CLI instantiated the callback from (this file may run as __main__)
+
+    scores = pretraining_premise.NWayCapture.scores
+    if not scores:
+        raise RuntimeError(f"no per-stimulus n-way scores were captured when testing {checkpoint}")
+    ids = sorted(scores)
+    return {"nway_stimulus_id": ids, "nway": [scores[i] for i in ids]}
 
 
 def run(config: str, name: str, seed: int, out: Path, extra: list[str]) -> Brain2ImgCLI:
@@ -80,7 +106,9 @@ def finetune(method: str, arm: str, seed: int, out: Path, checkpoint: str | None
     cli = run(CONFIGS[method]["finetune"], f"{arm}_s{seed}", seed, out,
               ["--model.init_args.encoder_checkpoint", checkpoint or "null", *extra])
     metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k.startswith("test/")}
-    return {"arm": arm, "seed": seed, "checkpoint": best_checkpoint(cli), "metrics": metrics, **retrieval_hits(cli)}
+    hits = retrieval_hits(cli)
+    return {"arm": arm, "seed": seed, "checkpoint": best_checkpoint(cli), "metrics": metrics, **hits,
+            **nway_per_stimulus(best_checkpoint(cli))}
 
 
 def table(results: list[dict], arms: list[str]) -> str:
@@ -98,12 +126,14 @@ def table(results: list[dict], arms: list[str]) -> str:
                      f"{m['test/retrieval_image_to_brain']:.3f} | {m['test/two_way']:.3f} | {m['test/pixcorr']:.3f} | "
                      f"{m['test/ssim']:.3f} |")
     lines += ["", "| comparison (paired over test stimuli, hits averaged over seeds) | b->i difference [95% CI] | "
-              "i->b difference [95% CI] | mean of seeds' 50-way difference |", "|---|---|---|---|"]
+              "i->b difference [95% CI] | 50-way difference [95% CI] | seeds' 50-way differences |",
+              "|---|---|---|---|---|"]
 
     def mean_hits(arm: str, key: str, seeds: set[int]) -> np.ndarray:
         runs = [r for r in results if r["arm"] == arm and r["seed"] in seeds]
-        order = np.argsort(runs[0]["stimulus_id"])
-        assert all(r["stimulus_id"] == runs[0]["stimulus_id"] for r in runs), "arms scored different test stimuli"
+        id_key = "nway_stimulus_id" if key == "nway" else "stimulus_id"
+        order = np.argsort(runs[0][id_key])
+        assert all(r[id_key] == runs[0][id_key] for r in runs), "arms scored different test stimuli"
         return np.mean([np.asarray(r[key])[order] for r in runs], axis=0)
 
     for arm in arms:
@@ -114,12 +144,18 @@ def table(results: list[dict], arms: list[str]) -> str:
         for key in ("b2i", "i2b"):
             d, lo, hi = paired_bootstrap_ci(mean_hits(arm, key, seeds), mean_hits("scratch", key, seeds), n_boot=10000)
             cells.append(f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+        if all("nway" in r for r in results if r["seed"] in seeds and r["arm"] in (arm, "scratch")):
+            d, lo, hi = paired_bootstrap_ci(mean_hits(arm, "nway", seeds), mean_hits("scratch", "nway", seeds),
+                                            n_boot=10000)
+            cells.append(f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+        else:
+            cells.append("n/a")
         nway = [r["metrics"]["test/nway_top1"] for r in sorted(results, key=lambda r: r["seed"])
                 if r["arm"] == arm and r["seed"] in seeds]
         base = [r["metrics"]["test/nway_top1"] for r in sorted(results, key=lambda r: r["seed"])
                 if r["arm"] == "scratch" and r["seed"] in seeds]
         diffs = np.asarray(nway) - np.asarray(base)
-        cells.append(f"{diffs.mean():+.4f} (seeds' range [{diffs.min():+.4f}, {diffs.max():+.4f}])")
+        cells.append(", ".join(f"{d:+.4f}" for d in diffs))
         lines.append(f"| {arm} - scratch (seeds {sorted(seeds)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -130,6 +166,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--full", action="store_true", help="dcmae: also the stage 1 -> 2 -> 3 arm")
     parser.add_argument("--out", default="runs/premise")
+    parser.add_argument("--rescore", action="store_true",
+                        help="add per-stimulus 50-way scores to recorded runs that lack them (tests their checkpoints)")
     parser.add_argument("--arms", nargs="+", default=None, choices=["scratch", "pretrained", "full"],
                         help="run only these arms (e.g. a pre-training variant against a scratch arm on record)")
     parser.add_argument("--pretrained", default=None,
@@ -161,6 +199,11 @@ def main() -> None:
             if (arm, seed) not in done:
                 results.append(finetune(args.method, arm, seed, out, todo[arm], args.finetune_args))
                 results_path.write_text(json.dumps(results, indent=1) + "\n")  # resumable: finished runs are kept
+    if args.rescore:
+        for r in results:
+            if "nway" not in r:
+                r.update(nway_per_stimulus(r["checkpoint"]))
+                results_path.write_text(json.dumps(results, indent=1) + "\n")
     shown = [a for a in ("scratch", "pretrained", "full") if any(r["arm"] == a for r in results)]
     print(table(sorted(results, key=lambda r: (shown.index(r["arm"]), r["seed"])), shown))
 
