@@ -183,7 +183,8 @@ class CachedCorpusDataModule(CorpusDataModule):
     """A corpus prepared once into a window cache (:meth:`prepare_data` writes it) and served memory-mapped.
 
     A subclass implements :attr:`cache_folder`, :meth:`config` (recorded in the manifest: a folder built with
-    another config is refused), :meth:`prepare_data` and :meth:`_split`; :meth:`setup` opens the cache and splits it.
+    another config is refused), :meth:`_build` (writes the folder) and :meth:`_split`; :meth:`prepare_data` builds or
+    verifies the folder and records the split, :meth:`setup` opens the cache and splits it.
     """
 
     corpus_label = "corpus"  #: how errors name the cache folder (e.g. "window cache", "fMRI corpus folder")
@@ -192,6 +193,7 @@ class CachedCorpusDataModule(CorpusDataModule):
         super().__init__(**kwargs)
         self._cache: WindowCache | None = None
         self._splits: dict[str, np.ndarray] | None = None
+        self._verified: Path | None = None  # the folder whose checksums this process checked
 
     @property
     @abstractmethod
@@ -203,8 +205,29 @@ class CachedCorpusDataModule(CorpusDataModule):
         """The settings that determine the cache (stored in its manifest)."""
 
     @abstractmethod
+    def _build(self, folder: Path) -> None:
+        """Write the cache into ``folder`` (through :class:`WindowCacheWriter` or the same layout)."""
+
+    @abstractmethod
     def _split(self, cache: WindowCache) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Window indices of ``"train"`` and ``"val"``, and a description of the split."""
+
+    def prepare_data(self) -> None:
+        """Build the cache unless a complete one exists (then verify its checksums, once per process); record this
+        seed's split in its manifest."""
+        folder = self.cache_folder
+        if not folder.is_dir():
+            self._build(folder)
+        elif self._verified != folder:
+            open_window_cache(folder, verify=True)
+        self._verified = folder
+        cache = open_window_cache(folder, verify=False)
+        _, info = self._split(cache)
+        key = f"seed={self.seed},val_fraction={self.val_fraction}"
+        if cache.manifest.get("splits", {}).get(key) != info:
+            manifest = dict(cache.manifest)
+            manifest["splits"] = {**manifest.get("splits", {}), key: info}
+            write_json_atomic(folder / MANIFEST_NAME, manifest)
 
     def setup(self, stage: str | None = None) -> None:
         """Open the cached windows read-only (building the cache first if it does not exist) and split them."""

@@ -57,13 +57,12 @@ from brain2img.data.fmri_corpus.files import (
     read_source,
 )
 from brain2img.data.fmri_corpus.prep import REMAINDERS, average_windows, window_bounds
-from brain2img.data.manifest import MANIFEST_NAME
 from brain2img.data.nsd.files import file_fingerprint
 from brain2img.data.raw_eeg.windows import split_windows
 from brain2img.data.schema import check_choice
-from brain2img.data.window_cache import CachedCorpusDataModule, WindowCache, open_window_cache
+from brain2img.data.window_cache import CachedCorpusDataModule, WindowCache
 from brain2img.encoders.voxel_padding import pad_to_length
-from brain2img.io import config_hash, write_json_atomic
+from brain2img.io import config_hash
 
 FORMAT_VERSION = 1
 
@@ -147,7 +146,6 @@ class FMRICorpusDataModule(CachedCorpusDataModule):
         self._sources: list[Source] | None = None
         self._mask: np.ndarray | None = None
         self._identity: dict[str, Any] | None = None
-        self._verified: Path | None = None
 
     # ----------------------------------------------------------------- shapes
     @property
@@ -207,22 +205,6 @@ class FMRICorpusDataModule(CachedCorpusDataModule):
         return self.cache_dir / f"fmri_corpus-{config_hash(self.identity())}"
 
     # ----------------------------------------------------------------- preparation
-    def prepare_data(self) -> None:
-        """Build the corpus folder unless a complete one exists (then verify its checksums); record the split."""
-        folder = self.cache_folder
-        if not folder.is_dir():
-            self._build(folder)
-        elif self._verified != folder:
-            open_window_cache(folder, verify=True)
-        self._verified = folder
-        cache = open_window_cache(folder, verify=False)
-        _, info = self._split(cache)
-        key = f"seed={self.seed},val_fraction={self.val_fraction}"
-        if cache.manifest.get("splits", {}).get(key) != info:
-            manifest = dict(cache.manifest)
-            manifest["splits"] = {**manifest.get("splits", {}), key: info}
-            write_json_atomic(folder / MANIFEST_NAME, manifest)
-
     def _rows_label(self, source: Source) -> str:
         """Where a source's TRs are, for errors: the file and its field."""
         if source.kind == "hcp":

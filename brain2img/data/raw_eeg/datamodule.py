@@ -25,7 +25,6 @@ import mne
 import numpy as np
 from tqdm.auto import tqdm
 
-from brain2img.data.manifest import MANIFEST_NAME
 from brain2img.data.raw_eeg.files import (
     pick_channels,
     read_recording,
@@ -47,8 +46,8 @@ from brain2img.data.raw_eeg.windows import (
     zscore,
 )
 from brain2img.data.schema import check_choice
-from brain2img.data.window_cache import CachedCorpusDataModule, WindowCache, WindowCacheWriter, open_window_cache
-from brain2img.io import config_hash, write_json_atomic
+from brain2img.data.window_cache import CachedCorpusDataModule, WindowCache, WindowCacheWriter
+from brain2img.io import config_hash
 
 SUBJECT_FROM = ("file", "parent")
 FORMAT_VERSION = 1
@@ -111,7 +110,6 @@ class RawEEGDataModule(CachedCorpusDataModule):
         self.channel_policy, self.zscore, self.subject_from = channel_policy, zscore, subject_from
         self.progress = bool(progress)
         self._checksums: list[str] | None = None
-        self._verified: Path | None = None
 
     # ----------------------------------------------------------------- shapes
     @property
@@ -154,24 +152,6 @@ class RawEEGDataModule(CachedCorpusDataModule):
         return self.cache_dir / f"raw_eeg-{key}"
 
     # ----------------------------------------------------------------- preparation
-    def prepare_data(self) -> None:
-        """Build the window cache unless a complete one exists (then verify its checksums); record the split."""
-        folder = self.cache_folder
-        if folder.is_dir():
-            if self._verified != folder:
-                open_window_cache(folder, verify=True)
-                self._verified = folder
-        else:
-            self._build(folder)
-            self._verified = folder
-        cache = open_window_cache(folder, verify=False)
-        _, info = self._split(cache)
-        key = f"seed={self.seed},val_fraction={self.val_fraction}"
-        if cache.manifest.get("splits", {}).get(key) != info:
-            manifest = dict(cache.manifest)
-            manifest["splits"] = {**manifest.get("splits", {}), key: info}
-            write_json_atomic(folder / MANIFEST_NAME, manifest)
-
     def _plan(self, path: Path) -> dict[str, Any]:
         """Read one header: channels, rate, and the windows it will give (all errors before any heavy work)."""
         raw = pick_channels(read_recording(path, preload=False), self.picks, path)
