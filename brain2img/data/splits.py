@@ -51,3 +51,32 @@ def split_stimuli(labels: np.ndarray, val_fraction: float = 0.1, test_fraction: 
 def split_trials(trial_stimulus: np.ndarray, splits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Trial indices of each split (trials whose stimulus is in the split), in trial order."""
     return {name: np.flatnonzero(np.isin(trial_stimulus, stim)).astype(np.int64) for name, stim in splits.items()}
+
+
+def split_fixed_test(is_test: np.ndarray, val_fraction: float, seed: int, stream: int, empty_test: str,
+                     others: str) -> dict[str, np.ndarray]:
+    """Stimulus positions of each split when the dataset fixes its test images (NSD's shared1000, BOLD5000's
+    repeated images): test = ``is_test``, val = a seeded ``val_fraction`` of the others (at least one), train = rest.
+
+    Args:
+        is_test: boolean, one per stimulus position.
+        val_fraction: ``0 < val_fraction < 1``.
+        seed: seed of the val draw.
+        stream: the dataset's random stream (with ``seed``: ``SeedSequence([seed, stream])``).
+        empty_test: the error message when no test image is present.
+        others: how the non-test images are called in errors (e.g. ``"non-shared images"``).
+
+    Raises:
+        ValueError: an empty test split, or no training image left.
+    """
+    test, rest = np.flatnonzero(is_test), np.flatnonzero(~np.asarray(is_test, dtype=bool))
+    if not len(test):
+        raise ValueError(empty_test)
+    n_val = max(1, int(round(len(rest) * val_fraction)))
+    if len(rest) - n_val < 1:
+        raise ValueError(f"{len(rest)} {others} are too few for val_fraction={val_fraction}: no training image would "
+                         "be left")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, stream]))
+    val = np.sort(rng.choice(rest, size=n_val, replace=False))
+    return {"train": np.setdiff1d(rest, val).astype(np.int64), "val": val.astype(np.int64),
+            "test": test.astype(np.int64)}

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from brain2img.data.bold5000.files import HEMISPHERES, ROIS
+from brain2img.data.splits import split_fixed_test
 
 
 def roi_list(rois: str | list[str]) -> list[str]:
@@ -88,18 +89,8 @@ def bold5000_splits(stimulus_names: list[str], repeated: list[str], val_fraction
     """
     wanted = set(repeated)
     is_test = np.asarray([name in wanted for name in stimulus_names], dtype=bool)
-    test, rest = np.flatnonzero(is_test), np.flatnonzero(~is_test)
-    if not len(test):
-        raise ValueError("no image of repeated_stimuli_113_list.txt was shown to the subject: the test split would "
-                         "be empty")
-    n_val = max(1, int(round(len(rest) * val_fraction)))
-    if len(rest) - n_val < 1:
-        raise ValueError(f"{len(rest)} non-repeated images are too few for val_fraction={val_fraction}: no training "
-                         "image would be left")
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 5000]))
-    val = np.sort(rng.choice(rest, size=n_val, replace=False))
-    return {"train": np.setdiff1d(rest, val).astype(np.int64), "val": val.astype(np.int64),
-            "test": test.astype(np.int64)}
+    return split_fixed_test(is_test, val_fraction, seed, 5000, "no image of repeated_stimuli_113_list.txt was shown "
+                            "to the subject: the test split would be empty", "non-repeated images")
 
 
 def square_image(image: np.ndarray, size: int, name: str, img_path: Path) -> np.ndarray:

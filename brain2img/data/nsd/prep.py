@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from brain2img.data.nsd import files as nf
+from brain2img.data.splits import split_fixed_test
 
 MAX_SESSIONS = 40
 VOXEL_ORDER = "C order of the NIfTI (X, Y, Z) grid (x slowest, z fastest): np.flatnonzero(mask)"
@@ -86,19 +87,9 @@ def nsd_splits(stimulus_ids: np.ndarray, shared_ids: np.ndarray, val_fraction: f
         val_fraction: fraction of the non-shared images in val (at least one), ``0 < val_fraction < 1``.
         seed: seed of the val draw.
     """
-    is_test = np.isin(stimulus_ids, shared_ids)
-    test, rest = np.flatnonzero(is_test), np.flatnonzero(~is_test)
-    if not len(test):
-        raise ValueError("no shared1000 image ('sharedix' of nsd_expdesign.mat) was shown in the chosen sessions: the "
-                         "test split would be empty")
-    n_val = max(1, int(round(len(rest) * val_fraction)))
-    if len(rest) - n_val < 1:
-        raise ValueError(f"{len(rest)} non-shared images are too few for val_fraction={val_fraction}: no training "
-                         f"image would be left")
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
-    val = np.sort(rng.choice(rest, size=n_val, replace=False))
-    return {"train": np.setdiff1d(rest, val).astype(np.int64), "val": val.astype(np.int64),
-            "test": test.astype(np.int64)}
+    return split_fixed_test(np.isin(stimulus_ids, shared_ids), val_fraction, seed, 3,
+                            "no shared1000 image ('sharedix' of nsd_expdesign.mat) was shown in the chosen sessions: "
+                            "the test split would be empty", "non-shared images")
 
 
 
