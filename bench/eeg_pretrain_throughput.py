@@ -108,6 +108,30 @@ class Case:
     tokens: str
 
 
+def add_step_args(ap: argparse.ArgumentParser) -> None:
+    """The options every training-step benchmark shares (precision, optimiser, clipping, threads, timing, MFU)."""
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                    help="fp32, or bf16 autocast (default: bf16 on cuda, fp32 on cpu)")
+    ap.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
+                    help="fused AdamW (default: on for cuda, off (foreach) for cpu)")
+    ap.add_argument("--no_clip", action="store_true", help="skip gradient-norm clipping")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (torch.set_num_threads)")
+    harness.add_timing_args(ap, "case")
+    ap.add_argument("--peak_tflops", type=float, default=None,
+                    help=f"peak dense TFLOP/s for MFU (default {H100_SXM_BF16_DENSE_TFLOPS:g} = H100/H200 SXM bf16 "
+                         "on cuda; no MFU on cpu unless given)")
+    ap.add_argument("--no_flop_counter", action="store_true", help="skip the FlopCounterMode cross-check step")
+    ap.add_argument("--seed", type=int, default=0)
+
+
+def check_positive(ap: argparse.ArgumentParser, args: argparse.Namespace, names: tuple[str, ...]) -> None:
+    """``ap.error`` for any of ``names`` set below 1."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            ap.error(f"--{name} must be >= 1, got {value}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -117,23 +141,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tiny_batch", type=int, default=None, help="batch of tiny_pretrain (default 64)")
     ap.add_argument("--paper_batch", type=int, default=None, help="batch of paper_pretrain (cpu 4, cuda 100)")
     ap.add_argument("--finetune_batch", type=int, default=None, help="batch of paper_finetune (cpu 2, cuda 25)")
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default=None,
-                    help="fp32, or bf16 autocast (default: bf16 on cuda, fp32 on cpu)")
-    ap.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
-                    help="fused AdamW (default: on for cuda, off (foreach) for cpu)")
-    ap.add_argument("--no_clip", action="store_true", help="skip gradient-norm clipping")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (torch.set_num_threads)")
-    harness.add_timing_args(ap, "case")
-    ap.add_argument("--peak_tflops", type=float, default=None,
-                    help=f"peak dense TFLOP/s for MFU (default {H100_SXM_BF16_DENSE_TFLOPS:g} = H100 SXM bf16 on "
-                         "cuda; no MFU on cpu unless given)")
-    ap.add_argument("--no_flop_counter", action="store_true", help="skip the FlopCounterMode cross-check step")
-    ap.add_argument("--seed", type=int, default=0)
+    add_step_args(ap)
     args = ap.parse_args(argv)
-    for name in ("tiny_batch", "paper_batch", "finetune_batch", "threads", "repeats"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            ap.error(f"--{name} must be >= 1, got {value}")
+    check_positive(ap, args, ("tiny_batch", "paper_batch", "finetune_batch", "threads", "repeats"))
     return args
 
 

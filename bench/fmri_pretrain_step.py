@@ -78,23 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--tiny_batch", type=int, default=None, help="batch of tiny (default 256)")
     ap.add_argument("--sbj3_batch", type=int, default=None, help="batch of paper_sbj3 (cpu 4, cuda 250)")
     ap.add_argument("--hcp_batch", type=int, default=None, help="batch of paper_hcp (cpu 2, cuda 250)")
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default=None,
-                    help="fp32, or bf16 autocast (default: bf16 on cuda, fp32 on cpu)")
-    ap.add_argument("--fused", action=argparse.BooleanOptionalAction, default=None,
-                    help="fused AdamW (default: on for cuda, off (foreach) for cpu)")
-    ap.add_argument("--no_clip", action="store_true", help="skip gradient-norm clipping")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (torch.set_num_threads)")
-    harness.add_timing_args(ap, "case")
-    ap.add_argument("--peak_tflops", type=float, default=None,
-                    help=f"peak dense TFLOP/s for MFU (default {eeg.H100_SXM_BF16_DENSE_TFLOPS:g} = H100/H200 SXM "
-                         "bf16 on cuda; no MFU on cpu unless given)")
-    ap.add_argument("--no_flop_counter", action="store_true", help="skip the FlopCounterMode cross-check step")
-    ap.add_argument("--seed", type=int, default=0)
+    eeg.add_step_args(ap)
     args = ap.parse_args(argv)
-    for name in (*BATCH_FLAGS.values(), "threads", "repeats"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            ap.error(f"--{name} must be >= 1, got {value}")
+    eeg.check_positive(ap, args, (*BATCH_FLAGS.values(), "threads", "repeats"))
     return args
 
 
