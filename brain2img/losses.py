@@ -281,6 +281,8 @@ def info_nce(query: Tensor, keys: Tensor, temp: float = 0.1, *, gather: bool = F
     """
     _check_pair(query, keys, "info_nce")
     _check_temp(temp, "info_nce")
-    q, _, _, all_k, offset = _normalized_features(query, keys, gather)
+    q = F.normalize(query.flatten(1).float(), dim=-1)
+    k = F.normalize(keys.flatten(1).float(), dim=-1)
+    all_k, offset = (all_gather_with_grad(k), _world()[0] * len(k)) if gather else (k, 0)  # only the keys are needed
     labels = torch.arange(len(q), device=q.device) + offset
     return F.cross_entropy(q @ all_k.T / temp, labels)
