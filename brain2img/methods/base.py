@@ -31,6 +31,12 @@ def check_brain_batch(brain: torch.Tensor, brain_shape: tuple[int, ...], owner: 
         raise ValueError(f"brain data contains NaN or Inf values (batch rows {bad[:10]}); clean or mask them first")
 
 
+def seeded_generator(device: torch.device | str, seed: int, index: int) -> torch.Generator:
+    """A generator on ``device`` seeded by ``seed`` and ``index`` (a batch index or stimulus id): the same random
+    draws for the same batch whatever the epoch or order (validation masks and noise, sampling)."""
+    return torch.Generator(device=device).manual_seed(seed * 1_000_003 + index)
+
+
 class ReconstructionMethod(L.LightningModule):
     """Base LightningModule for brain -> image methods.
 
@@ -78,7 +84,7 @@ class ReconstructionMethod(L.LightningModule):
     def sampling_generator(self, batch: dict[str, torch.Tensor]) -> torch.Generator:
         """A generator seeded by ``seed`` and the batch's first stimulus id: reproducible whatever the batch order."""
         first = int(batch[schema.STIMULUS_ID][0]) if len(batch[schema.STIMULUS_ID]) else 0
-        return torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + first)
+        return seeded_generator(self.device, self.seed, first)
 
     def prepare_generator(self) -> bool:
         """When fitting from scratch (not resuming), train or load a backbone that needs its datamodule's stimuli

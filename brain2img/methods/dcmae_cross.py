@@ -28,7 +28,7 @@ from brain2img.data import schema
 from brain2img.encoders.fmri_mae import RESIZABLE, MaskedFMRIAutoencoder
 from brain2img.encoders.image_mae import TINY_IMAGE_MAE, ImageMAE, ImageMAESpec
 from brain2img.encoders.transformer import CrossAttentionBlock, CrossStack
-from brain2img.methods.base import check_brain_batch
+from brain2img.methods.base import check_brain_batch, seeded_generator
 from brain2img.methods.fmri_pretrain import ENCODER_PREFIX
 from brain2img.optim import mae_optimization
 from brain2img.specs import TINY_FMRI_ENCODER, FMRIEncoderSpec, fmri_encoder_config
@@ -144,7 +144,7 @@ class DCMAECrossModal(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Losses with masks seeded by ``val_seed`` and the batch index."""
-        gen = torch.Generator(device=self.device).manual_seed(self.hparams.val_seed * 1_000_003 + batch_idx)
+        gen = seeded_generator(self.device, self.hparams.val_seed, batch_idx)
         out = self.losses(batch, gen)
         self.log_dict({f"val/{k}" if k == "loss" else f"val/loss_{k}": v for k, v in out.items()},
                       batch_size=len(batch[schema.BRAIN]), sync_dist=True, prog_bar=False)

@@ -28,7 +28,7 @@ from brain2img.diffusion.presets import build_backbone
 from brain2img.diffusion.token_maps import TokenMapper, TokenPooler, TokenTimeCondition
 from brain2img.encoders.clip_image import build_image_encoder
 from brain2img.encoders.mae1d import MAE1DConfig, SignalEncoder
-from brain2img.methods.base import ReconstructionMethod
+from brain2img.methods.base import ReconstructionMethod, seeded_generator
 from brain2img.methods.eeg_pretrain import ENCODER_PREFIX
 from brain2img.methods.targets import StimulusCache
 from brain2img.methods.trainable import select_trainable, unet_cross_attention
@@ -244,7 +244,7 @@ class DreamDiffusion(ReconstructionMethod):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Losses with noise seeded by the batch index (comparable across epochs) and embeddings for retrieval."""
-        gen = torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + batch_idx)
+        gen = seeded_generator(self.device, self.seed, batch_idx)
         out = self.losses(batch, generator=gen)
         bs = len(batch[schema.BRAIN])
         self.log_dict({"val/loss": out["loss"], "val/loss_diffusion": out["diffusion"], "val/loss_clip": out["clip"]},

@@ -17,7 +17,7 @@ import torch
 
 from brain2img.data import schema
 from brain2img.encoders.mae1d import MaskedSignalAutoencoder
-from brain2img.methods.base import check_brain_batch
+from brain2img.methods.base import check_brain_batch, seeded_generator
 from brain2img.optim import mae_optimization
 from brain2img.specs import TINY_EEG_ENCODER, EEGEncoderSpec, eeg_encoder_config
 
@@ -74,7 +74,7 @@ class MaskedSignalPretraining(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Masked loss with masks seeded by ``val_seed`` and the batch index (same masks every epoch)."""
         x = self._brain(batch)
-        gen = torch.Generator(device=x.device).manual_seed(self.hparams.val_seed * 1_000_003 + batch_idx)
+        gen = seeded_generator(x.device, self.hparams.val_seed, batch_idx)
         loss, _, _ = self.mae(x, generator=gen)
         self.log("val/loss", loss, prog_bar=True, batch_size=len(x), sync_dist=True)
 

@@ -32,7 +32,7 @@ import torch
 from brain2img.data import schema
 from brain2img.encoders.fmri_mae import MaskedFMRIAutoencoder
 from brain2img.losses import info_nce
-from brain2img.methods.base import check_brain_batch
+from brain2img.methods.base import check_brain_batch, seeded_generator
 from brain2img.optim import mae_optimization
 from brain2img.specs import TINY_FMRI_ENCODER, FMRIEncoderSpec, fmri_encoder_config
 
@@ -133,7 +133,7 @@ class FMRIPretraining(L.LightningModule):
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         """Losses with masks seeded by ``val_seed`` and the batch index (the same masks every epoch)."""
         x = self._brain(batch)
-        gen = torch.Generator(device=x.device).manual_seed(self.hparams.val_seed * 1_000_003 + batch_idx)
+        gen = seeded_generator(x.device, self.hparams.val_seed, batch_idx)
         self._log("val", self.losses(x, gen), len(x))
 
     def configure_optimizers(self) -> dict[str, Any]:
